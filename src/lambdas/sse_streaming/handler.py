@@ -163,7 +163,7 @@ async def sse_frames(
         yield retry_frame(retry_ms)
         while True:
             if pending is None:
-                pending = asyncio.ensure_future(anext(ticks))
+                pending = asyncio.create_task(_next_tick(ticks), name="sse-next-tick")
             done, _ = await asyncio.wait((pending,), timeout=heartbeat_seconds)
             if not done:
                 yield HEARTBEAT_FRAME
@@ -179,6 +179,10 @@ async def sse_frames(
         yield end_frame(last_id, sent)
     finally:
         await _close_source(pending, ticks)
+
+
+async def _next_tick(ticks: AsyncIterator[Tick]) -> Tick:
+    return await anext(ticks)
 
 
 async def _close_source(pending: asyncio.Task[Tick] | None, ticks: AsyncIterator[Tick]) -> None:
