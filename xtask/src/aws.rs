@@ -1,0 +1,234 @@
+//! AWS calls through the SDK: caller identity, ECR repository lookups and the ECR login token.
+//!
+//! Credentials come from the standard chain (environment, profiles, SSO, web identity). The
+//! local stack is the one exception: it talks to the emulator with fixed dummy keys, so a
+//! developer's real credentials are never sent there.
+
+use std::{fmt, time::Duration};
+
+use anyhow::{Context, Result, bail};
+use aws_config::{BehaviorVersion, Region, SdkConfig, timeout::TimeoutConfig};
+use aws_sdk_ecr::error::DisplayErrorContext;
+use aws_smithy_http_client::tls;
+
+use crate::settings::Environment;
+
+/// A value that must never be printed: its `Debug` is redacted and it has no `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Dummy keys for the emulator. Not secrets: the emulator accepts any.
+pub const EMULATOR_KEYS: (&str, &str) = ("testing", "testing");
+
+pub struct Aws {
+    runtime: tokio::runtime::Runtime,
+    config: SdkConfig,
+    /// The region the credential chain chose before xtask pinned the environment's.
+    pub chain_region: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub account: String,
+    pub arn: String,
+}
+
+pub struct Token {
+    pub username: String,
+    pub password: Secret,
+    /// `https://ACCOUNT.dkr.ecr.REGION.amazonaws.com`.
+    pub proxy_endpoint: String,
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Token")
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("proxy_endpoint", &self.proxy_endpoint)
+            .finish()
+    }
+}
+
+impl Aws {
+    pub fn connect(env: &Environment) -> Result<Aws> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .operation_timeout(Duration::from_secs(60))
+            .build();
+        let (config, chain_region) = runtime.block_on(async {
+            let chain_region = aws_config::meta::region::ProvideRegion::region(
+                &aws_config::default_provider::region::default_provider(),
+            )
+            .await
+            .map(|r| r.to_string());
+            let mut loader = aws_config::defaults(BehaviorVersion::latest())
+                .http_client(http)
+                .timeout_config(timeouts)
+                .region(Region::new(env.region.clone()));
+            if let Some(local) = &env.local {
+                loader = loader
+                    .endpoint_url(&local.endpoint_url)
+                    .credentials_provider(aws_sdk_ecr::config::Credentials::new(
+                        EMULATOR_KEYS.0,
+                        EMULATOR_KEYS.1,
+                        None,
+                        None,
+                        "xtask-local-stack",
+                    ));
+            }
+            (loader.load().await, chain_region)
+        });
+        Ok(Aws {
+            runtime,
+            config,
+            chain_region,
+        })
+    }
+
+    pub fn identity(&self) -> Result<Identity> {
+        let sts = aws_sdk_sts::Client::new(&self.config);
+        let out = self.runtime.block_on(sts.get_caller_identity().send()).map_err(|e| {
+            anyhow::anyhow!(
+                "sts GetCallerIdentity failed: {}\n  fix: provide credentials through the standard \
+                 chain (AWS_PROFILE, `aws sso login`, or environment variables; in GitHub Actions \
+                 aws-actions/configure-aws-credentials)",
+                DisplayErrorContext(&e)
+            )
+        })?;
+        Ok(Identity {
+            account: out.account().unwrap_or_default().to_string(),
+            arn: out.arn().unwrap_or_default().to_string(),
+        })
+    }
+
+    pub fn repository_exists(&self, name: &str) -> Result<bool> {
+        let ecr = aws_sdk_ecr::Client::new(&self.config);
+        match self
+            .runtime
+            .block_on(ecr.describe_repositories().repository_names(name).send())
+        {
+            Ok(out) => Ok(!out.repositories().is_empty()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_repository_not_found_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(anyhow::anyhow!(
+                "ecr DescribeRepositories {name} failed: {}",
+                DisplayErrorContext(&e)
+            )),
+        }
+    }
+
+    pub fn login_token(&self) -> Result<Token> {
+        let ecr = aws_sdk_ecr::Client::new(&self.config);
+        let out = self
+            .runtime
+            .block_on(ecr.get_authorization_token().send())
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "ecr GetAuthorizationToken failed: {}",
+                    DisplayErrorContext(&e)
+                )
+            })?;
+        let data = out
+            .authorization_data()
+            .first()
+            .context("ECR returned no authorization data")?;
+        let encoded = data
+            .authorization_token()
+            .context("ECR returned an empty token")?;
+        let decoded = Secret::new(
+            String::from_utf8(decode_base64(encoded).context("ECR token is not base64")?)
+                .context("ECR token is not UTF-8")?,
+        );
+        let Some((username, password)) = decoded.expose().split_once(':') else {
+            bail!("ECR token is not of the form user:password");
+        };
+        Ok(Token {
+            username: username.to_string(),
+            password: Secret::new(password.to_string()),
+            proxy_endpoint: data.proxy_endpoint().unwrap_or_default().to_string(),
+        })
+    }
+}
+
+/// Standard base64 (RFC 4648) with padding, as ECR tokens are encoded.
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let bytes = text.trim().trim_end_matches('=').as_bytes();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut acc = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            acc |= value(c)? << (18 - 6 * i);
+        }
+        let n = match chunk.len() {
+            4 => 3,
+            3 => 2,
+            2 => 1,
+            _ => return None,
+        };
+        out.extend_from_slice(&acc.to_be_bytes()[1..1 + n]);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trips_known_values() {
+        assert_eq!(decode_base64("QVdTOnNlY3JldA==").unwrap(), b"AWS:secret");
+        assert_eq!(decode_base64("QVdTOnNlY3JldDE=").unwrap(), b"AWS:secret1");
+        assert_eq!(decode_base64("QVdTOnNlY3JldDEy").unwrap(), b"AWS:secret12");
+        assert!(decode_base64("QVdT*").is_none());
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let token = Token {
+            username: "AWS".into(),
+            password: Secret::new("hunter2-password".into()),
+            proxy_endpoint: "https://x".into(),
+        };
+        let shown = format!("{token:?} {:?}", token.password);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+    }
+}

