@@ -1,0 +1,454 @@
+//! End-to-end: `cargo xtask image|deploy|rollback` against the real local stack (Docker engine,
+//! registry, emulator, Terraform). Each run uses a fresh environment name, so its ECR repository,
+//! registry repository, Terraform state and Lambda start empty.
+//!
+//! Without a running stack these tests fail when `CI=true` or `XTASK_E2E_REQUIRED=1`, and are
+//! skipped with a message otherwise.
+
+#[allow(dead_code)]
+#[path = "../src/http.rs"]
+mod http;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    time::{Duration, Instant, SystemTime},
+};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The running stack's record, or `None` (after failing in CI) when it is not up.
+fn stack() -> Option<Value> {
+    let path = root().join("target/local-stack/stack.json");
+    let required = std::env::var("CI").is_ok_and(|v| v == "true")
+        || std::env::var("XTASK_E2E_REQUIRED").is_ok_and(|v| v == "1");
+    let record = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+    let healthy = record.as_ref().is_some_and(|r| {
+        let endpoint = r["endpoint_url"].as_str().unwrap_or_default();
+        http::request(
+            "GET",
+            &format!("{endpoint}/moto-api/"),
+            &[],
+            b"",
+            Duration::from_secs(3),
+        )
+        .is_ok()
+            && Command::new("docker")
+                .args(["info"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+    });
+    match (healthy, required) {
+        (true, _) => record,
+        (false, true) => panic!(
+            "the local stack is not running ({} missing or unhealthy): run `cargo xtask local up`",
+            path.display()
+        ),
+        (false, false) => {
+            eprintln!("skipped: the local stack is not running; run `cargo xtask local up`");
+            None
+        }
+    }
+}
+
+/// A settings file with one fresh local-stack environment, `e2e-<nonce>`.
+struct Env {
+    name: String,
+    config: PathBuf,
+    repo: String,
+    endpoint: String,
+}
+
+impl Env {
+    fn new(account_id: &str) -> Env {
+        let nonce = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_micros()
+            % 1_000_000_000;
+        let name = format!("e2e-{nonce}");
+        let real =
+            std::fs::read_to_string(root().join("infrastructure/environments.toml")).unwrap();
+        let text = real
+            .replace("[environments.local]", &format!("[environments.{name}]"))
+            .replace("[environments.local.", &format!("[environments.{name}."))
+            .replace(
+                "account_id = \"123456789012\"",
+                &format!("account_id = \"{account_id}\""),
+            );
+        let dir = root().join("target/e2e");
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(&config, text).unwrap();
+        Env {
+            repo: format!("127.0.0.1:5000/{name}-sse-streaming-lambda"),
+            endpoint: "http://127.0.0.1:4566".into(),
+            name,
+            config,
+        }
+    }
+
+    fn xtask(&self, args: &[&str]) -> Run {
+        let started = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(args)
+            .args(["--env", &self.name, "--config"])
+            .arg(&self.config)
+            .arg("--json")
+            .current_dir(root())
+            .output()
+            .unwrap();
+        Run::new(out, started.elapsed())
+    }
+
+    /// Reads the Lambda back from the emulator: (image URI, Function URL invoke mode).
+    fn lambda(&self) -> (String, String) {
+        let function = format!("{}-sse-streaming-lambda", self.name);
+        let get = |path: &str| -> Value {
+            let auth = "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/lambda/aws4_request, \
+                        SignedHeaders=host, Signature=0";
+            let r = http::request(
+                "GET",
+                &format!("{}{path}", self.endpoint),
+                &[("Authorization", auth)],
+                b"",
+                Duration::from_secs(10),
+            )
+            .unwrap();
+            assert_eq!(
+                r.status,
+                200,
+                "{path}: {}",
+                String::from_utf8_lossy(&r.body)
+            );
+            serde_json::from_slice(&r.body).unwrap()
+        };
+        let f = get(&format!("/2015-03-31/functions/{function}"));
+        let url = get(&format!("/2021-10-31/functions/{function}/url"));
+        (
+            f["Code"]["ImageUri"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            url["InvokeMode"].as_str().unwrap_or_default().to_string(),
+        )
+    }
+
+    /// The registry's digest and media type for a reference.
+    fn registry(&self, reference: &str) -> Option<(String, String)> {
+        let out = Command::new("docker")
+            .args([
+                "buildx",
+                "imagetools",
+                "inspect",
+                reference,
+                "--format",
+                "{{json .Manifest}}",
+            ])
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            return None;
+        }
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        Some((
+            v["digest"].as_str()?.to_string(),
+            v["mediaType"].as_str()?.to_string(),
+        ))
+    }
+}
+
+struct Run {
+    ok: bool,
+    json: Value,
+    stderr: String,
+    secs: f64,
+}
+
+impl Run {
+    fn new(out: Output, elapsed: Duration) -> Run {
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        Run {
+            ok: out.status.success(),
+            json,
+            stderr,
+            secs: elapsed.as_secs_f64(),
+        }
+    }
+    fn str(&self, key: &str) -> &str {
+        self.json[key].as_str().unwrap_or_default()
+    }
+    fn step(&self, prefix: &str) -> &str {
+        self.json["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["title"].as_str().unwrap_or_default().starts_with(prefix))
+            .and_then(|s| s["outcome"].as_str())
+            .unwrap_or("absent")
+    }
+    fn commands(&self) -> Vec<String> {
+        self.json["commands"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str().map(String::from))
+            .collect()
+    }
+    fn assert_ok(&self, what: &str) {
+        assert!(self.ok, "{what} failed:\n{}\n{}", self.stderr, self.json);
+        eprintln!("{what}: ok in {:.1}s", self.secs);
+    }
+}
+
+/// Appends a comment to handler.py for the guard's lifetime, restoring it on drop (even when
+/// the test fails), so the image content changes without touching the rest of the tree.
+struct SourceChange {
+    path: PathBuf,
+    original: String,
+}
+
+impl SourceChange {
+    fn new(marker: &str) -> SourceChange {
+        let path = root().join("src/lambdas/sse_streaming/handler.py");
+        let original = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("{original}\n# e2e source change {marker}\n")).unwrap();
+        SourceChange { path, original }
+    }
+}
+
+impl Drop for SourceChange {
+    fn drop(&mut self) {
+        std::fs::write(&self.path, &self.original).unwrap();
+    }
+}
+
+/// Normalizes run-time values so a dry run's and a real run's command lines compare.
+fn normalize(line: &str) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(i) = rest.find("sha256:") {
+        out.push_str(&rest[..i]);
+        out.push_str("<digest>");
+        rest = &rest[i + 7 + 64.min(rest.len() - i - 7)..];
+    }
+    out.push_str(rest);
+    let out = out.replace("<live-digest>", "<digest>");
+    // deployed-YYYYMMDDTHHMMSSZ
+    match out.find(":deployed-") {
+        Some(i) if out.len() >= i + 26 && !out[i..].starts_with(":deployed-<now>") => {
+            format!("{}:deployed-<now>{}", &out[..i], &out[i + 26..])
+        }
+        _ => out,
+    }
+}
+
+#[test]
+fn image_builds_skips_rebuilds_on_change_and_uses_the_registry_cache() {
+    let Some(_stack) = stack() else { return };
+    let env = Env::new("123456789012");
+    // `image` needs the repository; a first deploy creates it.
+    let first = env.xtask(&["deploy"]);
+    first.assert_ok("first deploy");
+    assert_eq!(
+        first.step("ECR repository bootstrap"),
+        "ok",
+        "{}",
+        first.json
+    );
+
+    let skip = env.xtask(&["image"]);
+    skip.assert_ok("image with no change");
+    assert_eq!(skip.step("docker buildx build"), "skipped");
+    assert!(skip.str("image").starts_with("skipped"), "{}", skip.json);
+    assert!(
+        !skip
+            .commands()
+            .iter()
+            .any(|c| c.starts_with("docker buildx build"))
+    );
+    let digest = skip.str("digest").to_string();
+    assert_eq!(digest, first.str("digest"));
+
+    // Content tag, git tag and latest: one digest, one single-platform image manifest.
+    let tags: Vec<String> = skip.json["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(tags.len(), 3, "{tags:?}");
+    for tag in &tags {
+        let (d, media) = env.registry(tag).unwrap_or_else(|| panic!("{tag} missing"));
+        assert_eq!(d, digest, "{tag}");
+        assert_eq!(media, "application/vnd.oci.image.manifest.v1+json", "{tag}");
+    }
+
+    // A handler change builds a new digest; the dependency layers come from cache.
+    let _change = SourceChange::new(&env.name);
+    let changed = env.xtask(&["image"]);
+    changed.assert_ok("image after a handler.py change");
+    assert_eq!(changed.step("docker buildx build"), "ok");
+    assert_eq!(changed.step("smoke test"), "ok");
+    assert_ne!(changed.str("digest"), digest);
+    let pip = changed
+        .stderr
+        .lines()
+        .find(|l| l.contains("RUN python -m pip install"))
+        .unwrap_or_default();
+    assert!(
+        pip.contains("CACHED"),
+        "dependencies were reinstalled:\n{}",
+        changed.stderr
+    );
+    assert!(
+        changed
+            .stderr
+            .lines()
+            .any(|l| l.contains("COPY handler.py") && !l.contains("CACHED")),
+        "the source layer was not rebuilt:\n{}",
+        changed.stderr
+    );
+
+    // With the engine's build cache pruned, the registry cache still serves the dependencies.
+    let prune = Command::new("docker")
+        .args(["buildx", "prune", "--all", "--force"])
+        .output()
+        .unwrap();
+    assert!(prune.status.success());
+    let forced = env.xtask(&["image", "--force"]);
+    forced.assert_ok("image --force after pruning the build cache");
+    assert!(
+        forced.stderr.contains("importing cache manifest from"),
+        "{}",
+        forced.stderr
+    );
+    let pip = forced
+        .stderr
+        .lines()
+        .find(|l| l.contains("RUN python -m pip install"))
+        .unwrap_or_default();
+    assert!(
+        pip.contains("CACHED"),
+        "dependencies did not come from the registry cache:\n{}",
+        forced.stderr
+    );
+    eprintln!(
+        "figures: first deploy {:.1}s, skipped image {:.1}s, changed image {:.1}s, pruned rebuild {:.1}s",
+        first.secs, skip.secs, changed.secs, forced.secs
+    );
+}
+
+#[test]
+fn deploy_from_empty_then_noop_then_change_then_rollback() {
+    let Some(_stack) = stack() else { return };
+    let env = Env::new("123456789012");
+
+    let dry = env.xtask(&["deploy", "--dry-run"]);
+    assert!(dry.ok, "{}", dry.stderr);
+    let planned: Vec<String> = dry.commands().iter().map(|c| normalize(c)).collect();
+
+    let first = env.xtask(&["deploy"]);
+    first.assert_ok("first deploy");
+    assert_eq!(first.step("ECR repository bootstrap"), "ok");
+    assert_eq!(first.str("image"), "built");
+    assert_eq!(first.str("terraform"), "applied");
+    let digest = first.str("digest").to_string();
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
+    let (uri, mode) = env.lambda();
+    assert_eq!(uri, format!("{}@{digest}", env.repo));
+    assert_eq!(mode, "RESPONSE_STREAM");
+    assert_eq!(
+        env.registry(&format!("{}:live", env.repo)).unwrap().0,
+        digest
+    );
+
+    // The real run issued the dry run's commands, in the dry run's order.
+    let executed: Vec<String> = first.commands().iter().map(|c| normalize(c)).collect();
+    let mut planned_iter = planned.iter();
+    for line in &executed {
+        assert!(
+            planned_iter.any(|p| p == line),
+            "executed but not planned (in this order): {line}\nplanned: {planned:#?}"
+        );
+    }
+
+    let again = env.xtask(&["deploy"]);
+    again.assert_ok("deploy with no change");
+    assert_eq!(again.step("ECR repository bootstrap"), "skipped");
+    assert_eq!(again.step("docker buildx build"), "skipped");
+    assert_eq!(again.str("terraform"), "no changes");
+    assert_eq!(again.step("terraform apply"), "skipped");
+    assert!(
+        !again.commands().iter().any(|c| c.contains(" apply ")),
+        "{:#?}",
+        again.commands()
+    );
+
+    let second_digest = {
+        let _change = SourceChange::new(&env.name);
+        let changed = env.xtask(&["deploy"]);
+        changed.assert_ok("deploy after a handler.py change");
+        assert_eq!(changed.str("terraform"), "applied");
+        changed.str("digest").to_string()
+    };
+    assert_ne!(second_digest, digest);
+    assert_eq!(env.lambda().0, format!("{}@{second_digest}", env.repo));
+    assert_eq!(
+        env.registry(&format!("{}:previous", env.repo)).unwrap().0,
+        digest
+    );
+
+    let back = env.xtask(&["rollback"]);
+    back.assert_ok("rollback");
+    assert!(!back.commands().iter().any(|c| c.contains("buildx build")));
+    assert_eq!(env.lambda().0, format!("{}@{digest}", env.repo));
+    assert_eq!(
+        env.registry(&format!("{}:live", env.repo)).unwrap().0,
+        digest
+    );
+    assert_eq!(
+        env.registry(&format!("{}:previous", env.repo)).unwrap().0,
+        second_digest
+    );
+    eprintln!(
+        "figures: first deploy {:.1}s, no-change deploy {:.1}s, rollback {:.1}s",
+        first.secs, again.secs, back.secs
+    );
+}
+
+#[test]
+fn a_wrong_account_is_refused_before_any_command() {
+    let Some(_stack) = stack() else { return };
+    let env = Env::new("111111111111");
+    for command in ["image", "deploy"] {
+        let run = env.xtask(&[command]);
+        assert!(!run.ok, "{command} must fail");
+        let error = run.str("error");
+        assert!(
+            error.contains("account 123456789012")
+                && error.contains("`account_id`")
+                && error.contains("111111111111"),
+            "{command}: {error}"
+        );
+        assert!(
+            run.commands().is_empty(),
+            "{command} ran {:#?}",
+            run.commands()
+        );
+        assert_eq!(run.step("account and region check"), "failed");
+    }
+}
