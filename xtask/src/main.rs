@@ -5,6 +5,8 @@ mod ci;
 mod cli;
 mod facts;
 mod http;
+#[cfg(test)]
+mod lifecycle;
 mod local;
 mod paths;
 mod pipeline;
