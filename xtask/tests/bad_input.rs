@@ -124,7 +124,11 @@ fn type_errors_name_the_key() {
         "type",
         &text,
         &["deploy", "--env", "prod", "--dry-run"],
-        &["environments.toml:69:13", "protected = \"yes\"", "expected a boolean"],
+        &[
+            "environments.toml:69:13",
+            "protected = \"yes\"",
+            "expected a boolean",
+        ],
     );
 }
 

@@ -252,6 +252,7 @@ mod tests {
         let vars = "-var environment=prod -var account_id=222222222222 -var region=eu-west-1 \
                     -var platform=linux/amd64";
         let settings_vars = "-var state_bucket=prod-sse-streaming-tfstate \
+                             -var state_key=prod/sse-streaming.tfstate \
                              -var function_url_auth_type=AWS_IAM \
                              -var github_repository=example-org/sse-streaming \
                              -var log_retention_days=14 -var memory_size=1024 -var timeout=60";

@@ -34,8 +34,11 @@ fn vars(env: &Environment, image_uri: Option<&str>) -> Vec<String> {
     if let Some(uri) = image_uri {
         pairs.push(format!("image_uri={uri}"));
     }
-    if let Some(bucket) = env.terraform.backend.get("bucket") {
-        pairs.push(format!("state_bucket={bucket}"));
+    // The CI policy grants access to exactly this state object.
+    for (var, key) in [("state_bucket", "bucket"), ("state_key", "key")] {
+        if let Some(value) = env.terraform.backend.get(key) {
+            pairs.push(format!("{var}={value}"));
+        }
     }
     pairs.extend(env.terraform.vars.iter().map(|(k, v)| format!("{k}={v}")));
     pairs
