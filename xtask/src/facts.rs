@@ -71,9 +71,10 @@ pub fn preflight(sh: &Shell, tools: &[Tool]) -> Result<Vec<(Tool, String)>> {
                 let version = first
                     .split_whitespace()
                     .find(|w| {
-                        w.chars()
+                        w.trim_start_matches('v')
+                            .chars()
                             .next()
-                            .is_some_and(|c| c.is_ascii_digit() || c == 'v')
+                            .is_some_and(|c| c.is_ascii_digit())
                     })
                     .unwrap_or(first)
                     .trim_start_matches('v');
