@@ -1,0 +1,229 @@
+//! The AWS API emulator (moto server) and what the stack asks of it: the ECR
+//! login token and the Terraform state bucket.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use xshell::cmd;
+
+use super::process::{self, MOTO};
+use super::{Ctx, LocalConfig, Report, base64, fake_sigv4, step};
+use crate::http;
+
+/// The moto release the project is tested against, for the project-local virtualenv.
+const MOTO_REQUIREMENT: &str = "moto[server]==5.2.1";
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+fn healthy(cfg: &LocalConfig) -> bool {
+    http::request(
+        "GET",
+        &format!("{}/moto-api/", cfg.endpoint_url),
+        &[],
+        b"",
+        TIMEOUT,
+    )
+    .is_ok_and(|r| r.status == 200)
+}
+
+/// The registry credentials that ECR `GetAuthorizationToken` hands out, as
+/// (user, password). The password is a secret by contract: never print it.
+pub(crate) fn ecr_credentials(cfg: &LocalConfig) -> anyhow::Result<(String, String)> {
+    let auth = fake_sigv4(&cfg.region, "ecr");
+    let r = http::request(
+        "POST",
+        &format!("{}/", cfg.endpoint_url),
+        &[
+            (
+                "X-Amz-Target",
+                "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken",
+            ),
+            ("Content-Type", "application/x-amz-json-1.1"),
+            ("Authorization", &auth),
+        ],
+        b"{}",
+        TIMEOUT,
+    )
+    .context("ECR GetAuthorizationToken")?;
+    if r.status != 200 {
+        bail!(
+            "ECR GetAuthorizationToken answered HTTP {}: {}",
+            r.status,
+            r.text()
+        );
+    }
+    let v: serde_json::Value = serde_json::from_slice(&r.body)
+        .context("ECR GetAuthorizationToken: response is not JSON")?;
+    let token = v["authorizationData"][0]["authorizationToken"]
+        .as_str()
+        .context("ECR GetAuthorizationToken: no authorizationData[0].authorizationToken")?;
+    let decoded = String::from_utf8(base64::decode(token)?).context("ECR token is not UTF-8")?;
+    let (user, password) = decoded
+        .split_once(':')
+        .context("ECR token does not decode to user:password")?;
+    Ok((user.to_string(), password.to_string()))
+}
+
+/// Creates the Terraform state bucket; an existing one is fine.
+fn create_bucket(cfg: &LocalConfig) -> anyhow::Result<()> {
+    let auth = fake_sigv4(&cfg.region, "s3");
+    // Outside us-east-1, S3 requires the region in the body.
+    let body = if cfg.region == "us-east-1" {
+        String::new()
+    } else {
+        format!(
+            "<CreateBucketConfiguration><LocationConstraint>{}</LocationConstraint></CreateBucketConfiguration>",
+            cfg.region
+        )
+    };
+    let url = format!("{}/{}", cfg.endpoint_url, cfg.state_bucket);
+    let r = http::request(
+        "PUT",
+        &url,
+        &[("Authorization", &auth)],
+        body.as_bytes(),
+        TIMEOUT,
+    )
+    .with_context(|| format!("creating S3 bucket {}", cfg.state_bucket))?;
+    if r.status == 200 || r.text().contains("BucketAlreadyOwnedByYou") {
+        return Ok(());
+    }
+    bail!(
+        "creating S3 bucket {} in the emulator: HTTP {}: {}",
+        cfg.state_bucket,
+        r.status,
+        r.text()
+    )
+}
+
+fn bucket_exists(cfg: &LocalConfig) -> bool {
+    let auth = fake_sigv4(&cfg.region, "s3");
+    let url = format!("{}/{}", cfg.endpoint_url, cfg.state_bucket);
+    http::request("HEAD", &url, &[("Authorization", &auth)], b"", TIMEOUT)
+        .is_ok_and(|r| r.status == 200)
+}
+
+/// `moto_server` from PATH (preinstalled here), else from a project-local
+/// virtualenv that is created on first use.
+fn moto_server(ctx: &Ctx<'_>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = process::which("moto_server") {
+        return Ok(p);
+    }
+    let venv = ctx.paths.moto_venv();
+    let exe = venv.join("bin").join("moto_server");
+    if exe.exists() {
+        return Ok(exe);
+    }
+    let sh = ctx.sh;
+    let python = process::which("python3").context(
+        "moto_server is not on PATH and python3 is missing to install it; install Python 3.9+ \
+         (Debian: apt-get install python3 python3-venv)",
+    )?;
+    step(format!(
+        "creating {} and installing {MOTO_REQUIREMENT}",
+        venv.display()
+    ));
+    cmd!(sh, "{python} -m venv {venv}")
+        .quiet()
+        .run()
+        .context("creating the moto virtualenv (Debian: apt-get install python3-venv)")?;
+    let pip = venv.join("bin").join("pip");
+    cmd!(sh, "{pip} install --quiet {MOTO_REQUIREMENT}")
+        .quiet()
+        .run()
+        .context("pip install moto")?;
+    Ok(exe)
+}
+
+pub(crate) fn ensure(
+    ctx: &mut Ctx<'_>,
+    addr: SocketAddr,
+    pids: &mut BTreeMap<String, u32>,
+) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let cfg = ctx.cfg;
+    let ours = process::recorded(&ctx.paths, &MOTO);
+    let mut child = None;
+    if ours.is_none() {
+        if process::port_open(addr) {
+            return Err(process::port_taken(
+                addr,
+                "the AWS emulator",
+                "local.endpoint_url",
+            ));
+        }
+        let exe = moto_server(ctx)?;
+        let args = vec![
+            "-H".into(),
+            addr.ip().to_string(),
+            "-p".into(),
+            addr.port().to_string(),
+        ];
+        child = Some(process::spawn(&ctx.paths, &MOTO, &exe, &args, &[])?);
+    }
+    process::wait_healthy(
+        child.as_mut(),
+        &MOTO,
+        &ctx.paths.log(MOTO.name),
+        Duration::from_secs(30),
+        || healthy(cfg),
+    )?;
+    let pid =
+        process::recorded(&ctx.paths, &MOTO).context("moto_server exited right after startup")?;
+    pids.insert(MOTO.name.into(), pid);
+    // Checking first keeps a rerun free of writes.
+    if !bucket_exists(cfg) {
+        create_bucket(cfg)?;
+        step(format!(
+            "created S3 bucket {} for Terraform state",
+            cfg.state_bucket
+        ));
+    }
+    let (user, _password) = ecr_credentials(cfg)?;
+    Ok(Report {
+        name: "emulator",
+        address: cfg.endpoint_url.clone(),
+        healthy: true,
+        health: format!(
+            "healthy: moto pid {pid}, ECR token for {user}, bucket {}",
+            cfg.state_bucket
+        ),
+        elapsed: started.elapsed(),
+    })
+}
+
+pub(crate) fn status(ctx: &Ctx<'_>, addr: SocketAddr) -> Report {
+    let started = Instant::now();
+    let cfg = ctx.cfg;
+    let (healthy, health) = match process::recorded(&ctx.paths, &MOTO) {
+        None if process::port_open(addr) => (
+            false,
+            format!("foreign: {addr} is held by a process this stack did not start"),
+        ),
+        None => (false, "down: not running".to_string()),
+        Some(pid) if !healthy(cfg) => (false, format!("unhealthy: pid {pid} does not answer")),
+        Some(pid) => match ecr_credentials(cfg) {
+            Err(e) => (false, format!("unhealthy: pid {pid}: {e:#}")),
+            Ok(_) if !bucket_exists(cfg) => (
+                false,
+                format!("unhealthy: pid {pid}, bucket {} missing", cfg.state_bucket),
+            ),
+            Ok((user, _)) => (
+                true,
+                format!(
+                    "healthy: moto pid {pid}, ECR token for {user}, bucket {}",
+                    cfg.state_bucket
+                ),
+            ),
+        },
+    };
+    Report {
+        name: "emulator",
+        address: cfg.endpoint_url.clone(),
+        healthy,
+        health,
+        elapsed: started.elapsed(),
+    }
+}
