@@ -80,27 +80,38 @@ impl Aws {
             .operation_timeout(Duration::from_secs(60))
             .build();
         let (config, chain_region) = runtime.block_on(async {
-            let chain_region = aws_config::meta::region::ProvideRegion::region(
-                &aws_config::default_provider::region::default_provider(),
-            )
-            .await
-            .map(|r| r.to_string());
-            let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            let loader = aws_config::defaults(BehaviorVersion::latest())
                 .http_client(http)
-                .timeout_config(timeouts)
-                .region(Region::new(env.region.clone()));
-            if let Some(local) = &env.local {
-                loader = loader
-                    .endpoint_url(&local.endpoint_url)
-                    .credentials_provider(aws_sdk_ecr::config::Credentials::new(
-                        EMULATOR_KEYS.0,
-                        EMULATOR_KEYS.1,
-                        None,
-                        None,
-                        "xtask-local-stack",
-                    ));
+                .timeout_config(timeouts);
+            match &env.local {
+                // The emulator: fixed dummy keys, and the settings' region is the only one.
+                Some(local) => {
+                    let config = loader
+                        .region(Region::new(env.region.clone()))
+                        .endpoint_url(&local.endpoint_url)
+                        .credentials_provider(aws_sdk_ecr::config::Credentials::new(
+                            EMULATOR_KEYS.0,
+                            EMULATOR_KEYS.1,
+                            None,
+                            None,
+                            "xtask-local-stack",
+                        ))
+                        .load()
+                        .await;
+                    (config, None)
+                }
+                // The standard chain decides credentials and region; the region it picked is
+                // kept so the identity check can refuse a mismatch, then pinned to the settings'.
+                None => {
+                    let config = loader.load().await;
+                    let chain_region = config.region().map(ToString::to_string);
+                    let config = config
+                        .into_builder()
+                        .region(Region::new(env.region.clone()))
+                        .build();
+                    (config, chain_region)
+                }
             }
-            (loader.load().await, chain_region)
         });
         Ok(Aws {
             runtime,

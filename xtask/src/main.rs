@@ -15,6 +15,8 @@ mod report;
 mod run;
 mod settings;
 mod tools;
+#[cfg(test)]
+mod workflows;
 
 use std::process::ExitCode;
 

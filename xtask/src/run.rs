@@ -98,7 +98,6 @@ impl<'a> Runner<'a> {
             When::Always => true,
             When::RepositoryMissing => s.repository_missing == Some(true),
             When::ImageMissing => s.digest.is_none(),
-            When::ImageBuilt => s.built,
             When::ChangesPlanned => s.changes == Some(true),
             When::LiveChanged => {
                 s.changes == Some(true) && s.live_digest.is_some() && s.live_digest != s.digest
@@ -110,7 +109,6 @@ impl<'a> Runner<'a> {
                 "already in the registry as {}",
                 s.digest.as_deref().unwrap_or_default()
             ),
-            When::ImageBuilt => "nothing was built".to_string(),
             When::ChangesPlanned => "no changes".to_string(),
             When::LiveChanged => "no other image was live".to_string(),
             When::Always => unreachable!(),
@@ -540,7 +538,12 @@ impl<'a> Runner<'a> {
                 ticks.len()
             );
         }
-        let ids: Vec<u64> = ticks.iter().map(|e| e.id).collect();
+        let ids: Vec<u64> = ticks
+            .iter()
+            .map(|e| {
+                e.id.with_context(|| format!("tick event without id: {e:?}"))
+            })
+            .collect::<Result<_>>()?;
         if !ids.windows(2).all(|w| w[0] < w[1]) {
             bail!("event ids are not increasing: {ids:?}");
         }
@@ -672,12 +675,12 @@ fn is_transient(text: &str) -> bool {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SseEvent {
-    pub id: u64,
+    pub id: Option<u64>,
     pub event: String,
     pub data: Value,
 }
 
-/// Parses a Server-Sent Events body into its events; each must carry an id and JSON data.
+/// Parses a Server-Sent Events body into its events; each must carry JSON data.
 pub fn parse_sse(body: &str) -> Result<Vec<SseEvent>> {
     let mut events = Vec::new();
     for block in body.replace("\r\n", "\n").split("\n\n") {
@@ -706,7 +709,6 @@ pub fn parse_sse(body: &str) -> Result<Vec<SseEvent>> {
         }
         let data: Value = serde_json::from_str(&data)
             .with_context(|| format!("event data is not JSON: {data}"))?;
-        let id = id.with_context(|| format!("event without id: {block:?}"))?;
         events.push(SseEvent { id, event, data });
     }
     Ok(events)
@@ -863,10 +865,13 @@ mod tests {
     fn sse_bodies_parse() {
         let body = ": heartbeat\n\nretry: 1000\n\nid: 4\nevent: tick\ndata: {\"seq\": 4}\n\nid: 5\nevent: tick\ndata: {\"seq\": 5}\n\n";
         let events = parse_sse(body).unwrap();
-        assert_eq!(events.iter().map(|e| e.id).collect::<Vec<_>>(), [4, 5]);
+        assert_eq!(
+            events.iter().map(|e| e.id).collect::<Vec<_>>(),
+            [Some(4), Some(5)]
+        );
         assert_eq!(events[1].data["seq"], 5);
         assert!(parse_sse("id: 1\ndata: not json\n\n").is_err());
-        assert!(parse_sse("data: {}\n\n").is_err());
+        assert_eq!(parse_sse("event: end\ndata: {}\n\n").unwrap()[0].id, None);
     }
 
     #[test]

@@ -179,16 +179,15 @@ pub(super) fn build_steps(env: &Environment, facts: &Facts, opts: Options) -> Re
         Some(reason) => steps.push(Step::new("smoke test", Action::Note(reason.into()))),
         None => {
             let image = format!("{}@{DIGEST}", env.image_repo());
-            steps.push(
-                Step::new(
-                    "smoke test",
-                    Action::Smoke {
-                        run: docker::run_detached(&image, env.platform),
-                        image,
-                    },
-                )
-                .when(When::ImageBuilt),
-            );
+            // Also when the build was skipped: an image pushed by a run whose smoke test failed
+            // must not pass unchecked the next time.
+            steps.push(Step::new(
+                "smoke test",
+                Action::Smoke {
+                    run: docker::run_detached(&image, env.platform),
+                    image,
+                },
+            ));
         }
     }
     Ok(steps)
@@ -299,7 +298,7 @@ pub(crate) mod tests {
             ]
         );
         assert_eq!(plan.steps[5].when, When::ImageMissing);
-        assert_eq!(plan.steps[7].when, When::ImageBuilt);
+        assert_eq!(plan.steps[7].when, When::Always);
     }
 
     #[test]

@@ -47,8 +47,6 @@ pub enum When {
     RepositoryMissing,
     /// The content tag is not in the registry yet (or `--force`).
     ImageMissing,
-    /// This run built and pushed an image.
-    ImageBuilt,
     /// `terraform plan` exited 2.
     ChangesPlanned,
     /// Changes are planned and the `live` tag pointed at another image before.
@@ -61,7 +59,6 @@ impl fmt::Display for When {
             When::Always => "always",
             When::RepositoryMissing => "if the ECR repository does not exist yet",
             When::ImageMissing => "if the content tag is not in the registry",
-            When::ImageBuilt => "if this run built the image",
             When::ChangesPlanned => "if terraform plan finds changes",
             When::LiveChanged => "if changes are planned and another image was live",
         })
