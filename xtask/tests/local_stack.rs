@@ -1,0 +1,417 @@
+//! Integration tests against the running local stack (`cargo xtask local up`):
+//! registry login with the emulator's ECR token, push, digest read-back and a
+//! registry-cache round trip; and a real Terraform apply/destroy against the emulator.
+//!
+//! Nothing is faked: the tests read `target/local-stack/stack.json` and drive
+//! docker, buildx and terraform. Without a healthy stack they skip, except under
+//! `CI=true`, where a missing stack is a failure.
+
+#[allow(dead_code)]
+#[path = "../src/local/base64.rs"]
+mod base64;
+#[allow(dead_code)]
+#[path = "../src/http.rs"]
+mod http;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+struct Stack {
+    registry: String,
+    endpoint_url: String,
+    tf_cli_config: PathBuf,
+    region: String,
+}
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The running stack, or why it is not usable.
+fn stack() -> Result<Stack, String> {
+    let file = repo_root().join("target/local-stack/stack.json");
+    let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let stack: Stack =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    let docker = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output();
+    if !docker.is_ok_and(|o| o.status.success()) {
+        return Err("the Docker engine does not answer".into());
+    }
+    match http::request(
+        "GET",
+        &format!("http://{}/v2/", stack.registry),
+        &[],
+        b"",
+        TIMEOUT,
+    ) {
+        Ok(r) if r.status == 401 => {}
+        other => return Err(format!("registry {} unhealthy: {other:?}", stack.registry)),
+    }
+    match http::request(
+        "GET",
+        &format!("{}/moto-api/", stack.endpoint_url),
+        &[],
+        b"",
+        TIMEOUT,
+    ) {
+        Ok(r) if r.status == 200 => {}
+        other => {
+            return Err(format!(
+                "emulator {} unhealthy: {other:?}",
+                stack.endpoint_url
+            ));
+        }
+    }
+    if !stack.tf_cli_config.exists() {
+        return Err(format!("{} missing", stack.tf_cli_config.display()));
+    }
+    Ok(stack)
+}
+
+/// The stack, or `None` after printing why the test is skipped; under CI it must exist.
+fn stack_or_skip() -> Option<Stack> {
+    match stack() {
+        Ok(s) => Some(s),
+        Err(why) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("the local stack is not up ({why}); CI runs `cargo xtask local up` first")
+        }
+        Err(why) => {
+            eprintln!("skipped: run `cargo xtask local up` ({why})");
+            None
+        }
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+fn fake_sigv4(region: &str, service: &str) -> String {
+    format!(
+        "AWS4-HMAC-SHA256 Credential=testing/20260101/{region}/{service}/aws4_request, \
+         SignedHeaders=host, Signature=0"
+    )
+}
+
+/// An AWS JSON 1.1 call to the emulator.
+fn aws_json(stack: &Stack, service: &str, target: &str, body: &str) -> http::Response {
+    let auth = fake_sigv4(&stack.region, service);
+    http::request(
+        "POST",
+        &format!("{}/", stack.endpoint_url),
+        &[
+            ("X-Amz-Target", target),
+            ("Content-Type", "application/x-amz-json-1.1"),
+            ("Authorization", &auth),
+        ],
+        body.as_bytes(),
+        TIMEOUT,
+    )
+    .unwrap()
+}
+
+/// (user, password) from the emulator's ECR GetAuthorizationToken.
+fn ecr_login(stack: &Stack) -> (String, String) {
+    let r = aws_json(
+        stack,
+        "ecr",
+        "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken",
+        "{}",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let token = v["authorizationData"][0]["authorizationToken"]
+        .as_str()
+        .unwrap();
+    let decoded = String::from_utf8(base64::decode(token).unwrap()).unwrap();
+    let (user, password) = decoded.split_once(':').unwrap();
+    (user.to_string(), password.to_string())
+}
+
+/// Runs a command, failing the test with its output if it fails.
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A scratch directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(prefix: &str) -> Self {
+        let dir = std::env::temp_dir().join(unique(prefix));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Step ids of RUN/COPY steps in `--progress=plain` output, and which of them were CACHED.
+fn steps(plain: &str) -> (Vec<(String, String)>, Vec<String>) {
+    let mut steps = Vec::new();
+    let mut cached = Vec::new();
+    for line in plain.lines() {
+        let Some((id, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        if !id.starts_with('#') {
+            continue;
+        }
+        // "#7 [2/3] RUN echo …" names a step; "#7 CACHED" marks it cached.
+        if rest.starts_with('[') {
+            if let Some((_, what)) = rest.split_once("] ") {
+                if (what.starts_with("RUN ") || what.starts_with("COPY "))
+                    && !steps.iter().any(|(i, _)| i == id)
+                {
+                    steps.push((id.to_string(), what.to_string()));
+                }
+            }
+        } else if rest.trim() == "CACHED" {
+            cached.push(id.to_string());
+        }
+    }
+    (steps, cached)
+}
+
+#[test]
+fn registry_login_push_digest_and_cache_round_trip() {
+    let Some(stack) = stack_or_skip() else { return };
+    // A private docker config keeps the test's login out of the user's ~/.docker.
+    let docker_config = TempDir::new("xtask-test-docker-config");
+    let docker = || {
+        let mut c = Command::new("docker");
+        c.env("DOCKER_CONFIG", &docker_config.0);
+        c
+    };
+
+    let (user, password) = ecr_login(&stack);
+    assert_eq!(user, "AWS");
+    let mut login = docker()
+        .args([
+            "login",
+            "--username",
+            &user,
+            "--password-stdin",
+            &stack.registry,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = login.stdin.take().unwrap();
+        stdin.write_all(password.as_bytes()).unwrap();
+    }
+    let out = login.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker login: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let repo = format!("{}/{}", stack.registry, unique("xtask-test/cache"));
+    let cache_ref = format!("type=registry,ref={repo}:buildcache");
+    let context = TempDir::new("xtask-test-context");
+    // The unique marker makes the first build miss any earlier cache, so the
+    // export is real and the CACHED steps can only come from the registry.
+    let marker = unique("built");
+    std::fs::write(
+        context.0.join("Dockerfile"),
+        format!(
+            "FROM python:3.13-slim\nRUN echo {marker} > /built.txt && python3 -c \"print('ok')\"\n\
+             COPY hello.txt /hello.txt\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(context.0.join("hello.txt"), "hello\n").unwrap();
+    let metadata = context.0.join("metadata.json");
+
+    let tag = format!("{repo}:v1");
+    run(docker()
+        .args([
+            "buildx",
+            "build",
+            "--push",
+            "--provenance=false",
+            "--progress=plain",
+        ])
+        .args([
+            "--cache-to",
+            &format!("{cache_ref},mode=max,image-manifest=true,oci-mediatypes=true"),
+            "--metadata-file",
+            metadata.to_str().unwrap(),
+            "--tag",
+            &tag,
+            context.0.to_str().unwrap(),
+        ]));
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&metadata).unwrap()).unwrap();
+    let built = meta["containerimage.digest"]
+        .as_str()
+        .expect("metadata has containerimage.digest");
+
+    let inspect = run(docker().args(["buildx", "imagetools", "inspect", &tag]));
+    let inspect = String::from_utf8_lossy(&inspect.stdout);
+    let pushed = inspect
+        .lines()
+        .find_map(|l| l.strip_prefix("Digest:"))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no Digest in imagetools inspect output:\n{inspect}"));
+    assert_eq!(
+        pushed, built,
+        "the registry holds a different digest than the build produced"
+    );
+
+    // Empty the builder (and drop the local copy), so only the registry cache can help.
+    run(docker().args(["buildx", "prune", "-af"]));
+    let _ = docker().args(["image", "rm", &tag]).output();
+    let rebuild = run(docker()
+        .args(["buildx", "build", "--provenance=false", "--progress=plain"])
+        .args([
+            "--cache-from",
+            &cache_ref,
+            "--tag",
+            &format!("{repo}:v2"),
+            context.0.to_str().unwrap(),
+        ]));
+    let plain = String::from_utf8_lossy(&rebuild.stderr);
+    let (steps, cached) = steps(&plain);
+    assert!(
+        steps.len() >= 2,
+        "expected a RUN and a COPY step in:\n{plain}"
+    );
+    for (id, what) in &steps {
+        assert!(
+            cached.contains(id),
+            "step {id} `{what}` was not CACHED after the prune:\n{plain}"
+        );
+    }
+    let _ = docker()
+        .args(["image", "rm", &format!("{repo}:v2")])
+        .output();
+}
+
+#[test]
+fn terraform_applies_and_destroys_an_ecr_repository() {
+    let Some(stack) = stack_or_skip() else { return };
+    let dir = TempDir::new("xtask-test-terraform");
+    let name = unique("xtask-test-repo");
+    std::fs::write(
+        dir.0.join("main.tf"),
+        format!(
+            r#"terraform {{
+  required_providers {{
+    aws = {{
+      source  = "hashicorp/aws"
+      version = ">= 5.0, < 6.0"
+    }}
+  }}
+}}
+
+# Endpoints come from AWS_ENDPOINT_URL; the emulator accepts any key.
+provider "aws" {{
+  region                      = "{region}"
+  access_key                  = "testing"
+  secret_key                  = "testing"
+  skip_credentials_validation = true
+  skip_metadata_api_check     = true
+  skip_requesting_account_id  = true
+}}
+
+resource "aws_ecr_repository" "this" {{
+  name         = "{name}"
+  force_delete = true
+}}
+
+output "repository_url" {{
+  value = aws_ecr_repository.this.repository_url
+}}
+"#,
+            region = stack.region,
+        ),
+    )
+    .unwrap();
+    let terraform = |args: &[&str]| {
+        let mut c = Command::new("terraform");
+        c.current_dir(&dir.0)
+            .args(args)
+            .env("TF_CLI_CONFIG_FILE", &stack.tf_cli_config)
+            .env("AWS_ENDPOINT_URL", &stack.endpoint_url)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", &stack.region)
+            .env("TF_IN_AUTOMATION", "1")
+            .env("TF_INPUT", "0");
+        run(&mut c)
+    };
+    terraform(&["init", "-no-color"]);
+    terraform(&["apply", "-auto-approve", "-no-color"]);
+
+    let describe = || {
+        aws_json(
+            &stack,
+            "ecr",
+            "AmazonEC2ContainerRegistry_V20150921.DescribeRepositories",
+            &format!(r#"{{"repositoryNames":["{name}"]}}"#),
+        )
+    };
+    let r = describe();
+    assert_eq!(
+        r.status,
+        200,
+        "DescribeRepositories after apply: {}",
+        r.text()
+    );
+    assert!(r.text().contains(&name), "{}", r.text());
+    let url = terraform(&["output", "-raw", "repository_url"]);
+    assert!(String::from_utf8_lossy(&url.stdout).ends_with(&format!("/{name}")));
+
+    terraform(&["destroy", "-auto-approve", "-no-color"]);
+    let r = describe();
+    assert!(
+        r.text().contains("RepositoryNotFoundException"),
+        "repository still exists after destroy: {}",
+        r.text()
+    );
+}
+
+#[test]
+fn parses_plain_progress() {
+    let plain = "#5 [1/3] FROM docker.io/library/python:3.13-slim\n#6 [2/3] RUN echo x\n#6 CACHED\n\
+                 #7 [3/3] COPY hello.txt /hello.txt\n#7 CACHED\n";
+    let (steps, cached) = steps(plain);
+    assert_eq!(steps.len(), 2);
+    assert_eq!(cached, ["#6", "#7"]);
+}
