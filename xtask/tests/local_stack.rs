@@ -4,7 +4,7 @@
 //!
 //! Nothing is faked: the tests read `target/local-stack/stack.json` and drive
 //! docker, buildx and terraform. Without a healthy stack they skip, except under
-//! `CI=true`, where a missing stack is a failure.
+//! `CI=true` or `XTASK_E2E_REQUIRED=1`, where a missing stack is a failure.
 
 #[allow(dead_code)]
 #[path = "../src/local/base64.rs"]
@@ -83,7 +83,7 @@ fn stack() -> Result<Stack, String> {
 fn stack_or_skip() -> Option<Stack> {
     match stack() {
         Ok(s) => Some(s),
-        Err(why) if std::env::var("CI").as_deref() == Ok("true") => {
+        Err(why) if required() => {
             panic!("the local stack is not up ({why}); CI runs `cargo xtask local up` first")
         }
         Err(why) => {
@@ -414,4 +414,10 @@ fn parses_plain_progress() {
     let (steps, cached) = steps(plain);
     assert_eq!(steps.len(), 2);
     assert_eq!(cached, ["#6", "#7"]);
+}
+
+/// Under CI (`CI=true`) or `cargo xtask ci` (`XTASK_E2E_REQUIRED=1`) a missing stack is a failure.
+fn required() -> bool {
+    matches!(std::env::var("CI").as_deref(), Ok("true" | "1"))
+        || std::env::var("XTASK_E2E_REQUIRED").as_deref() == Ok("1")
 }

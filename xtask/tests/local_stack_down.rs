@@ -2,7 +2,7 @@
 //!
 //! The test brings the stack back up afterwards (other tests and people share
 //! it), unless `XTASK_LOCAL_DOWN_NO_RESTORE=1`. Without a running stack it
-//! skips, except under `CI=true`, where that is a failure.
+//! skips, except under `CI=true` or `XTASK_E2E_REQUIRED=1`, where that is a failure.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -59,7 +59,7 @@ fn xtask(args: &[&str]) {
 fn down_stops_every_recorded_process() {
     let stack: Stack = match std::fs::read_to_string(stack_file()) {
         Ok(text) => serde_json::from_str(&text).unwrap(),
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+        Err(e) if required() => {
             panic!(
                 "the local stack is not up ({}: {e}); CI runs `cargo xtask local up` first",
                 stack_file().display()
@@ -112,4 +112,10 @@ fn down_stops_every_recorded_process() {
         xtask(&["local", "up"]);
         xtask(&["local", "status"]);
     }
+}
+
+/// Under CI (`CI=true`) or `cargo xtask ci` (`XTASK_E2E_REQUIRED=1`) a missing stack is a failure.
+fn required() -> bool {
+    matches!(std::env::var("CI").as_deref(), Ok("true" | "1"))
+        || std::env::var("XTASK_E2E_REQUIRED").as_deref() == Ok("1")
 }

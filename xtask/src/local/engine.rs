@@ -96,7 +96,7 @@ pub(crate) fn ensure(
                 );
             }
             // An engine we did not start is used as is; say what will not work.
-            println!(
+            eprintln!(
                 "warning: the running Docker engine has the containerd image store off, so the default \
                  builder cannot export a registry cache (type=registry). Turn it on: {INSTALL_HINT}"
             );

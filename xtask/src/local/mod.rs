@@ -135,21 +135,26 @@ pub(crate) struct Report {
 }
 
 impl Report {
-    fn print(&self) {
+    /// `up` and `down` report progress on stderr so that a caller's `--json`
+    /// result keeps stdout to itself; `status` lines are the result, on stdout.
+    fn line(&self) -> String {
         let mark = if self.healthy { "ok  " } else { "FAIL" };
-        println!(
+        format!(
             "{mark} {:<12} {:<34} {:<60} {:>6.1}s",
             self.name,
             self.address,
             self.health,
             self.elapsed.as_secs_f64()
-        );
+        )
+    }
+    fn print(&self) {
+        eprintln!("{}", self.line());
     }
 }
 
 /// Prints one progress line for a long or system-changing step.
 pub(crate) fn step(msg: impl std::fmt::Display) {
-    println!("  -> {msg}");
+    eprintln!("  -> {msg}");
 }
 
 fn check_config(cfg: &LocalConfig) -> anyhow::Result<(SocketAddr, SocketAddr)> {
@@ -232,7 +237,7 @@ pub fn up(sh: &Shell, cfg: &LocalConfig) -> anyhow::Result<LocalStack> {
     };
     let json = serde_json::to_string_pretty(&record)?;
     sh.write_file(ctx.paths.stack_json(), json + "\n")?;
-    println!(
+    eprintln!(
         "local stack up in {:.1}s (state in {})",
         started.elapsed().as_secs_f64(),
         ctx.paths.dir.display()
@@ -261,13 +266,13 @@ pub fn down(sh: &Shell, cfg: &LocalConfig) -> anyhow::Result<()> {
             Some(pid) => {
                 let t = Instant::now();
                 process::stop(pid, &d)?;
-                println!(
+                eprintln!(
                     "stopped {:<12} pid {pid:<8} {:.1}s",
                     d.name,
                     t.elapsed().as_secs_f64()
                 );
             }
-            None => println!("{:<12} not running (nothing of ours to stop)", d.name),
+            None => eprintln!("{:<12} not running (nothing of ours to stop)", d.name),
         }
         let _ = std::fs::remove_file(paths.pid(d.name));
     }
@@ -295,7 +300,7 @@ pub fn status(sh: &Shell, cfg: &LocalConfig) -> anyhow::Result<bool> {
         standins::status(&ctx),
     ];
     for r in &reports {
-        r.print();
+        println!("{}", r.line());
     }
     Ok(reports.iter().all(|r| r.healthy))
 }

@@ -176,7 +176,7 @@ pub(crate) fn stop(pid: u32, d: &Daemon) -> anyhow::Result<()> {
     let deadline = Instant::now() + d.grace;
     while runs_program(pid, d.program) {
         if Instant::now() > deadline {
-            println!(
+            eprintln!(
                 "{} (pid {pid}) ignored SIGTERM for {:?}; sending SIGKILL",
                 d.name, d.grace
             );

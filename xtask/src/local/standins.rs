@@ -23,9 +23,12 @@ const LABEL: &str = "xtask.local-stack.stand-in";
 const PULL_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A `cargo install` of the adapter running in the background.
+/// Dropping it unfinished (`up` failed elsewhere) kills the build rather than
+/// leaving an orphan compiler running.
 pub(crate) struct AdapterBuild {
     child: Child,
     log: PathBuf,
+    done: bool,
 }
 
 fn image_present(sh: &Shell, name: &str) -> bool {
@@ -125,13 +128,27 @@ pub(crate) fn start_adapter_build(ctx: &Ctx<'_>) -> anyhow::Result<Option<Adapte
         "building lambda-adapter {ADAPTER_VERSION} in the background (cargo install, ~2.5 min; log {})",
         log.display()
     ));
-    Ok(Some(AdapterBuild { child, log }))
+    Ok(Some(AdapterBuild {
+        child,
+        log,
+        done: false,
+    }))
+}
+
+impl Drop for AdapterBuild {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 impl AdapterBuild {
     fn wait(mut self) -> anyhow::Result<()> {
         step("waiting for the lambda-adapter build");
         let status = self.child.wait()?;
+        self.done = true;
         if !status.success() {
             bail!(
                 "cargo install {ADAPTER_CRATE} {ADAPTER_VERSION} failed ({status}); last lines of {}:\n{}",
@@ -142,9 +159,8 @@ impl AdapterBuild {
         Ok(())
     }
 
-    fn cancel(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn cancel(self) {
+        // Drop kills it.
     }
 }
 

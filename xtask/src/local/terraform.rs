@@ -117,7 +117,7 @@ fn search_filesystem() -> anyhow::Result<Option<PathBuf>> {
         if started.elapsed() > FIND_TIMEOUT {
             let _ = child.kill();
             let _ = child.wait();
-            println!("  (provider search stopped after {FIND_TIMEOUT:?}; using what it found)");
+            eprintln!("  (provider search stopped after {FIND_TIMEOUT:?}; using what it found)");
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
