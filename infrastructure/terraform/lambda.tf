@@ -1,0 +1,104 @@
+locals {
+  architecture = {
+    "linux/amd64" = "x86_64"
+    "linux/arm64" = "arm64"
+  }[var.platform]
+
+  # The Function URL streams, and the Lambda Web Adapter must be told so:
+  # both settings come from this one value so they cannot drift apart.
+  invoke_mode = "RESPONSE_STREAM"
+
+  lambda_environment = merge(var.environment_variables, {
+    AWS_LWA_INVOKE_MODE = lower(local.invoke_mode)
+  })
+
+  # The repository part of image_uri (everything before `@sha256:`). The
+  # conditional keeps the ECR-only bootstrap, where image_uri is null, valid.
+  image_repository = var.image_uri == null ? null : split("@", var.image_uri)[0]
+
+  # The provider insists on an image source in the configuration even when it
+  # plans a destroy, and a destroy should not need a build artifact. This
+  # all-zero digest stands in only while image_uri is null; the first
+  # precondition on the function refuses every plan that would create or
+  # update the function with it, so it can never reach Lambda.
+  image_uri_placeholder = "${aws_ecr_repository.this.repository_url}@sha256:${join("", [for _ in range(64) : "0"])}"
+}
+
+# Created before the function so that Lambda never creates it implicitly
+# (without retention, and outside Terraform's state).
+resource "aws_cloudwatch_log_group" "lambda" {
+  name              = "/aws/lambda/${local.name}"
+  retention_in_days = var.log_retention_days
+}
+
+resource "aws_lambda_function" "this" {
+  function_name = local.name
+  description   = "SSE streaming service (FastAPI behind the Lambda Web Adapter)"
+  role          = aws_iam_role.lambda.arn
+
+  package_type  = "Image"
+  image_uri     = var.image_uri != null ? var.image_uri : local.image_uri_placeholder
+  architectures = [local.architecture]
+
+  memory_size = var.memory_size
+  timeout     = var.timeout
+
+  environment {
+    variables = local.lambda_environment
+  }
+
+  depends_on = [
+    aws_cloudwatch_log_group.lambda,
+    aws_iam_role_policy.lambda_logs,
+  ]
+
+  lifecycle {
+    # The entrypoint and command belong to the image (the Dockerfile starts
+    # the Lambda Web Adapter), so this module never sets image_config.
+    # Ignoring it also keeps the plan empty against moto, which reports an
+    # empty ImageConfigResponse (Command = [], EntryPoint = []) for every
+    # image function; real Lambda omits the field when nothing is set. Remove
+    # this line if image_config is ever managed here.
+    ignore_changes = [image_config]
+
+    precondition {
+      condition     = var.image_uri != null
+      error_message = "image_uri is required to create or update the Lambda function. It may be null only for the ECR-only bootstrap (terraform apply -target=aws_ecr_repository.this -target=aws_ecr_lifecycle_policy.this); build and push the image, then pass -var image_uri=<repository-url>@sha256:<digest>."
+    }
+
+    precondition {
+      condition     = local.image_repository == null || endswith(coalesce(local.image_repository, "-"), "/${aws_ecr_repository.this.name}")
+      error_message = "image_uri must point into this environment's repository \"${aws_ecr_repository.this.name}\" (its path must end with /${aws_ecr_repository.this.name}@sha256:...); refusing to run another environment's image."
+    }
+  }
+}
+
+resource "aws_lambda_function_url" "this" {
+  function_name      = aws_lambda_function.this.function_name
+  authorization_type = var.function_url_auth_type
+  invoke_mode        = local.invoke_mode
+}
+
+# With NONE, Lambda still evaluates the function's resource policy, which
+# must grant public lambda:InvokeFunctionUrl.
+#
+# Since October 2025, newly created function URLs also need
+# lambda:InvokeFunction restricted by the condition
+# lambda:InvokedViaFunctionUrl = true
+# (https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html). The aws
+# provider gained `invoked_via_function_url` for that only in 6.29.0
+# (hashicorp/terraform-provider-aws#44829); with 5.x it cannot be expressed,
+# and granting lambda:InvokeFunction to "*" without the condition would make
+# the function invocable by any AWS account. Until the provider is upgraded,
+# a public URL created with this resource alone answers 403 on real AWS
+# (unless the account still has AWS's temporary exemption for URLs that
+# predate the change). AWS_IAM, the default, does not use this resource.
+resource "aws_lambda_permission" "function_url_public" {
+  count = var.function_url_auth_type == "NONE" ? 1 : 0
+
+  statement_id           = "FunctionURLAllowPublicAccess"
+  action                 = "lambda:InvokeFunctionUrl"
+  function_name          = aws_lambda_function.this.function_name
+  principal              = "*"
+  function_url_auth_type = "NONE"
+}

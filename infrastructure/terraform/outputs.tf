@@ -1,0 +1,59 @@
+output "repository_name" {
+  description = "Name of the ECR repository."
+  value       = aws_ecr_repository.this.name
+}
+
+output "repository_url" {
+  description = "URL of the ECR repository (`<account>.dkr.ecr.<region>.amazonaws.com/<name>`), the base of image_uri."
+  value       = aws_ecr_repository.this.repository_url
+}
+
+output "repository_arn" {
+  description = "ARN of the ECR repository."
+  value       = aws_ecr_repository.this.arn
+}
+
+output "function_name" {
+  description = "Name of the Lambda function."
+  value       = aws_lambda_function.this.function_name
+}
+
+output "function_arn" {
+  description = "ARN of the Lambda function."
+  value       = aws_lambda_function.this.arn
+}
+
+output "function_url" {
+  description = "HTTPS endpoint of the Function URL (streams responses)."
+  value       = aws_lambda_function_url.this.function_url
+}
+
+output "image_uri" {
+  description = "Digest-pinned image the function runs, as Lambda reports it."
+  value       = aws_lambda_function.this.image_uri
+}
+
+output "invoke_mode" {
+  description = "Invoke mode of the Function URL (RESPONSE_STREAM)."
+  value       = aws_lambda_function_url.this.invoke_mode
+}
+
+output "architecture" {
+  description = "Lambda instruction set architecture (`x86_64` or `arm64`), derived from platform."
+  value       = local.architecture
+}
+
+output "execution_role_arn" {
+  description = "ARN of the function's execution role."
+  value       = aws_iam_role.lambda.arn
+}
+
+output "ci_policy_arn" {
+  description = "ARN of the CI policy attached to the deploy role and the optional CI user."
+  value       = aws_iam_policy.ci.arn
+}
+
+output "deploy_role_arn" {
+  description = "ARN of the GitHub Actions OIDC deploy role, or null when github_repository is not set."
+  value       = one(aws_iam_role.deploy[*].arn)
+}
