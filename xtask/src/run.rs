@@ -18,10 +18,10 @@ use serde_json::{Value, json};
 use xshell::Shell;
 
 use crate::aws::{Aws, Secret};
-use crate::plan::{Action, CmdLine, DIGEST, LIVE_DIGEST, NOW, Plan, Slot, Step, When};
+use crate::http;
+use crate::plan::{Action, CONTAINER, CmdLine, DIGEST, LIVE_DIGEST, NOW, Plan, Slot, Step, When};
 use crate::report::{Outcome, Report, StepRecord, step_json};
 use crate::settings::{Environment, Platform};
-use crate::{http, tools::docker};
 
 /// What the run learned, step by step.
 #[derive(Debug, Default)]
@@ -42,6 +42,8 @@ pub struct Runner<'a> {
     env: &'a Environment,
     report: &'a mut Report,
     aws: Option<Aws>,
+    /// One `<now>` for the whole run, so every command naming a `deployed-` tag agrees.
+    now: String,
     pub state: State,
 }
 
@@ -55,6 +57,7 @@ impl<'a> Runner<'a> {
             env,
             report,
             aws: None,
+            now: utc_stamp(SystemTime::now()),
             state: State::default(),
         }
     }
@@ -245,10 +248,61 @@ impl<'a> Runner<'a> {
                 ));
                 Ok(())
             }
-            Action::Smoke { image, run } => {
+            Action::Smoke {
+                image,
+                run,
+                port,
+                logs,
+                remove,
+            } => {
                 let image = image.replace(DIGEST, self.state.digest.as_deref().unwrap_or(""));
-                let line = self.resolve(run)?;
-                self.smoke(&image, &line)
+                let out = self.run_with_retry(&self.resolve(run)?, 1, Capture::Stdout)?;
+                let container = out.stdout.trim().to_string();
+                let with_id = |cmd: &CmdLine| cmd.resolve(&[(CONTAINER, &container)]);
+                let result = self.smoke_container(&with_id(port));
+                if result.is_err() {
+                    if let Ok(out) = self.run_once(&with_id(logs), None, Capture::Quiet) {
+                        self.report.info(&format!(
+                            "container logs:\n{}\n{}",
+                            out.stdout,
+                            out.stderr_tail.join("\n")
+                        ));
+                    }
+                }
+                let _ = self.run_once(&with_id(remove), None, Capture::Quiet);
+                result.with_context(|| format!("smoke test of {image}"))
+            }
+            Action::Retag {
+                source,
+                tags,
+                cmds,
+                verify,
+            } => {
+                for cmd in cmds {
+                    let line = self.resolve(cmd)?;
+                    self.run_with_retry(&line, TRIES, Capture::Quiet)?;
+                }
+                let expected = match source.split_once('@') {
+                    Some((_, LIVE_DIGEST)) => self.state.live_digest.clone(),
+                    _ => self.state.digest.clone(),
+                }
+                .context("no digest to tag")?;
+                for (tag, cmd) in tags.iter().zip(verify) {
+                    let line = self.resolve(cmd)?;
+                    let found = self
+                        .lookup(&line)?
+                        .with_context(|| format!("{tag} was not created"))?;
+                    if found.digest != expected {
+                        bail!(
+                            "{tag} points at {}, not {expected}: the registry copy changed the manifest",
+                            found.digest
+                        );
+                    }
+                }
+                let tags: Vec<String> = tags.iter().map(|t| t.replace(NOW, &self.now)).collect();
+                self.report
+                    .info(&format!("{} -> {expected}", tags.join(", ")));
+                Ok(())
             }
             Action::TerraformPlan { cmd, show } => {
                 let line = self.resolve(cmd)?;
@@ -353,7 +407,7 @@ impl<'a> Runner<'a> {
 
     /// Fills `<digest>`, `<live-digest>` and `<now>`; a missing value is an error.
     fn resolve(&self, cmd: &CmdLine) -> Result<CmdLine> {
-        let now = utc_stamp(SystemTime::now());
+        let now = self.now.clone();
         let digest = self.state.digest.clone().unwrap_or_default();
         let live = self.state.live_digest.clone().unwrap_or_default();
         for (name, value) in [(DIGEST, &digest), (LIVE_DIGEST, &live)] {
@@ -465,25 +519,8 @@ impl<'a> Runner<'a> {
         })
     }
 
-    fn smoke(&mut self, image: &str, run: &CmdLine) -> Result<()> {
-        let out = self.run_with_retry(run, 1, Capture::Stdout)?;
-        let container = out.stdout.trim().to_string();
-        let result = self.smoke_container(&container);
-        if result.is_err() {
-            if let Ok(logs) = self.run_once(&docker::logs(&container), None, Capture::Quiet) {
-                self.report.info(&format!(
-                    "container logs:\n{}\n{}",
-                    logs.stdout,
-                    logs.stderr_tail.join("\n")
-                ));
-            }
-        }
-        let _ = self.run_once(&docker::remove(&container), None, Capture::Quiet);
-        result.with_context(|| format!("smoke test of {image}"))
-    }
-
-    fn smoke_container(&mut self, container: &str) -> Result<()> {
-        let port = self.run_with_retry(&docker::port(container), 1, Capture::Quiet)?;
+    fn smoke_container(&mut self, port: &CmdLine) -> Result<()> {
+        let port = self.run_with_retry(port, 1, Capture::Quiet)?;
         let address = port
             .stdout
             .lines()

@@ -157,31 +157,33 @@ pub(super) fn release_steps(
         )
         .when(When::ChangesPlanned),
     );
+    let retag = |source: String, tags: Vec<String>| {
+        let cmds = docker::retag(&source, &tags, builder.prefer_index_flag);
+        let verify = tags.iter().map(|t| docker::inspect(t)).collect();
+        Action::Retag {
+            source,
+            tags,
+            cmds,
+            verify,
+        }
+    };
     steps.push(
         Step::new(
             "keep the previous image as the rollback target",
-            Action::Run {
-                cmd: docker::retag(
-                    &format!("{repo}@{LIVE_DIGEST}"),
-                    &[format!("{repo}:previous")],
-                    builder.prefer_index_flag,
-                ),
-                retry: true,
-            },
+            retag(
+                format!("{repo}@{LIVE_DIGEST}"),
+                vec![format!("{repo}:previous")],
+            ),
         )
         .when(When::LiveChanged),
     );
     steps.push(
         Step::new(
             "mark the deployed image",
-            Action::Run {
-                cmd: docker::retag(
-                    &image_uri,
-                    &[format!("{repo}:live"), format!("{repo}:deployed-{NOW}")],
-                    builder.prefer_index_flag,
-                ),
-                retry: true,
-            },
+            retag(
+                image_uri.clone(),
+                vec![format!("{repo}:live"), format!("{repo}:deployed-{NOW}")],
+            ),
         )
         .when(When::ChangesPlanned),
     );
@@ -363,17 +365,55 @@ mod tests {
 
     #[test]
     fn deployment_tags_move_after_apply() {
-        let plan = deploy("local");
         let repo = "127.0.0.1:5000/local-sse-streaming-lambda";
+        let retags = |plan: &Plan| -> Vec<Vec<String>> {
+            plan.steps
+                .iter()
+                .filter(|s| matches!(s.action, Action::Retag { .. }))
+                .map(|s| s.commands().iter().map(ToString::to_string).collect())
+                .collect()
+        };
+        // This buildx knows --prefer-index: one carbon copy per step.
+        let settings = settings();
+        let mut f = facts(false);
+        f.builder.prefer_index_flag = true;
+        let env = settings.environment("local").unwrap();
+        let plan = plan(env, &f, DeployOptions::default(), None).unwrap();
+        let inspect = |tag: &str| {
+            format!("docker buildx imagetools inspect {repo}:{tag} --format \"{{{{json .}}}}\"")
+        };
         assert_eq!(
-            find(&plan, "docker buildx imagetools create --tag 127.0.0.1:5000/local-sse-streaming-lambda:previous")
-                .to_string(),
-            format!("docker buildx imagetools create --tag {repo}:previous {repo}@<live-digest>")
+            retags(&plan),
+            [
+                vec![
+                    format!(
+                        "docker buildx imagetools create --prefer-index=false --tag {repo}:previous {repo}@<live-digest>"
+                    ),
+                    inspect("previous"),
+                ],
+                vec![
+                    format!(
+                        "docker buildx imagetools create --prefer-index=false --tag {repo}:live \
+                         --tag {repo}:deployed-<now> {repo}@<digest>"
+                    ),
+                    inspect("live"),
+                    inspect("deployed-<now>"),
+                ],
+            ]
         );
+        // An older buildx would wrap the manifest in an index: the engine copies it instead.
+        let plan = deploy("local");
         assert_eq!(
-            find(&plan, "docker buildx imagetools create --tag 127.0.0.1:5000/local-sse-streaming-lambda:live")
-                .to_string(),
-            format!("docker buildx imagetools create --tag {repo}:live --tag {repo}:deployed-<now> {repo}@<digest>")
+            retags(&plan)[1],
+            [
+                format!("docker pull --quiet {repo}@<digest>"),
+                format!("docker tag {repo}@<digest> {repo}:live"),
+                format!("docker push --quiet {repo}:live"),
+                format!("docker tag {repo}@<digest> {repo}:deployed-<now>"),
+                format!("docker push --quiet {repo}:deployed-<now>"),
+                inspect("live"),
+                inspect("deployed-<now>"),
+            ]
         );
     }
 }

@@ -4,7 +4,7 @@ use anyhow::{Result, bail};
 
 #[cfg(test)]
 use super::CmdLine;
-use super::{Action, DIGEST, Plan, Slot, Step, When};
+use super::{Action, CONTAINER, DIGEST, Plan, Slot, Step, When};
 use crate::facts::{Builder, Git, Tool};
 use crate::paths;
 use crate::settings::Environment;
@@ -185,6 +185,9 @@ pub(super) fn build_steps(env: &Environment, facts: &Facts, opts: Options) -> Re
                 "smoke test",
                 Action::Smoke {
                     run: docker::run_detached(&image, env.platform),
+                    port: docker::port(CONTAINER),
+                    logs: docker::logs(CONTAINER),
+                    remove: docker::remove(CONTAINER),
                     image,
                 },
             ));

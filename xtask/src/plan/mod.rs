@@ -16,6 +16,8 @@ use crate::settings::Platform;
 pub const DIGEST: &str = "<digest>";
 /// The digest the `live` tag pointed at before this deploy.
 pub const LIVE_DIGEST: &str = "<live-digest>";
+/// The id of the container the smoke test started.
+pub const CONTAINER: &str = "<container>";
 /// UTC time when the step runs, as `YYYYMMDDTHHMMSSZ`.
 pub const NOW: &str = "<now>";
 
@@ -93,7 +95,21 @@ pub enum Action {
         cmd: CmdLine,
     },
     /// Run the image, wait for `/health`, read live SSE events, stop it.
-    Smoke { image: String, run: CmdLine },
+    /// `logs` runs only when the test fails; `remove` always.
+    Smoke {
+        image: String,
+        run: CmdLine,
+        port: CmdLine,
+        logs: CmdLine,
+        remove: CmdLine,
+    },
+    /// Points `tags` at `source` (`repo@<digest>`), then reads each back to check the digest.
+    Retag {
+        source: String,
+        tags: Vec<String>,
+        cmds: Vec<CmdLine>,
+        verify: Vec<CmdLine>,
+    },
     /// `terraform plan -detailed-exitcode`: 0 no changes, 2 changes, else failure.
     TerraformPlan { cmd: CmdLine, show: CmdLine },
     /// Ask before applying (protected environments outside CI, without `--yes`).
@@ -163,7 +179,7 @@ impl CmdLine {
         cmd
     }
     pub fn placeholders(&self) -> Vec<&'static str> {
-        [DIGEST, LIVE_DIGEST, NOW]
+        [DIGEST, LIVE_DIGEST, NOW, CONTAINER]
             .into_iter()
             .filter(|p| self.args.iter().any(|a| a.contains(p)))
             .collect()
@@ -211,8 +227,11 @@ impl Step {
             | Action::VerifyManifest { cmd, .. }
             | Action::Apply { cmd }
             | Action::Outputs { cmd } => vec![cmd],
-            Action::Smoke { run, .. } => vec![run],
+            Action::Smoke {
+                run, port, remove, ..
+            } => vec![run, port, remove],
             Action::TerraformPlan { cmd, show } => vec![cmd, show],
+            Action::Retag { cmds, verify, .. } => cmds.iter().chain(verify).collect(),
         }
     }
     /// One line saying what the step does, for the dry run and the log.
@@ -231,9 +250,18 @@ impl Step {
                 format!("aws ecr get-authorization-token (registry {registry})"),
                 format!("{cmd}   (password on stdin)"),
             ],
-            Action::Smoke { image, run } => vec![
+            Action::Smoke {
+                image,
+                run,
+                port,
+                logs,
+                remove,
+            } => vec![
                 run.to_string(),
+                port.to_string(),
                 format!("GET /health, then GET /stream: read 3 SSE events from {image}"),
+                format!("{logs}   (on failure)"),
+                remove.to_string(),
             ],
             Action::Confirm { prompt } => vec![format!("ask: {prompt}")],
             _ => self.commands().iter().map(ToString::to_string).collect(),
