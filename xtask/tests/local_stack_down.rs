@@ -46,6 +46,7 @@ fn xtask(args: &[&str]) {
         .output()
         .unwrap();
     println!("{}", String::from_utf8_lossy(&out.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(
         out.status.success(),
         "xtask {args:?} failed ({}):\n{}\n{}",
