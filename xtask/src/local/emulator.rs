@@ -144,7 +144,20 @@ pub(crate) fn ensure(
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
     let cfg = ctx.cfg;
-    let ours = process::recorded(&ctx.paths, &MOTO);
+    let args = vec![
+        "-H".to_string(),
+        addr.ip().to_string(),
+        "-p".to_string(),
+        addr.port().to_string(),
+    ];
+    let mut ours = process::recorded(&ctx.paths, &MOTO);
+    if let Some(pid) = ours.filter(|&pid| !process::has_args(pid, &args)) {
+        // The settings moved the endpoint since this moto started; its state is
+        // disposable, so restart it where the settings say.
+        step(format!("restarting moto (pid {pid}) on {addr}"));
+        process::stop(pid, &MOTO)?;
+        ours = None;
+    }
     let mut child = None;
     if ours.is_none() {
         if process::port_open(addr) {
@@ -155,12 +168,6 @@ pub(crate) fn ensure(
             ));
         }
         let exe = moto_server(ctx)?;
-        let args = vec![
-            "-H".into(),
-            addr.ip().to_string(),
-            "-p".into(),
-            addr.port().to_string(),
-        ];
         child = Some(process::spawn(&ctx.paths, &MOTO, &exe, &args, &[])?);
     }
     process::wait_healthy(

@@ -135,8 +135,8 @@ pub(crate) struct Report {
 }
 
 impl Report {
-    /// `up` and `down` report progress on stderr so that a caller's `--json`
-    /// result keeps stdout to itself; `status` lines are the result, on stdout.
+    /// All report lines go to stderr, so that a caller's `--json` result keeps
+    /// stdout to itself.
     fn line(&self) -> String {
         let mark = if self.healthy { "ok  " } else { "FAIL" };
         format!(
@@ -300,7 +300,7 @@ pub fn status(sh: &Shell, cfg: &LocalConfig) -> anyhow::Result<bool> {
         standins::status(&ctx),
     ];
     for r in &reports {
-        println!("{}", r.line());
+        eprintln!("{}", r.line());
     }
     Ok(reports.iter().all(|r| r.healthy))
 }

@@ -57,6 +57,11 @@ fn cmdline(pid: u32) -> Option<Vec<String>> {
     (!args.is_empty()).then_some(args)
 }
 
+/// Whether `pid`'s arguments contain `args` as a contiguous run.
+pub(crate) fn has_args(pid: u32, args: &[String]) -> bool {
+    cmdline(pid).is_some_and(|c| c.windows(args.len()).any(|w| w == args))
+}
+
 /// Whether `pid` runs `program`, either directly or as an interpreter's script
 /// (moto_server is `python …/moto_server`).
 pub(crate) fn runs_program(pid: u32, program: &str) -> bool {
@@ -305,5 +310,12 @@ mod tests {
         let (pid, _) = listener(port).unwrap();
         assert_eq!(pid, std::process::id());
         assert!(which("sh").is_some());
+        let addr = l.local_addr().unwrap();
+        let msg = format!("{}", port_taken(addr, "the registry", "local.registry"));
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
+        assert!(msg.contains("local.registry"), "{msg}");
     }
 }
