@@ -175,7 +175,7 @@ impl Aws {
             .authorization_token()
             .context("ECR returned an empty token")?;
         let decoded = Secret::new(
-            String::from_utf8(decode_base64(encoded).context("ECR token is not base64")?)
+            String::from_utf8(crate::base64::decode(encoded).context("ECR token is not base64")?)
                 .context("ECR token is not UTF-8")?,
         );
         let Some((username, password)) = decoded.expose().split_once(':') else {
@@ -189,47 +189,9 @@ impl Aws {
     }
 }
 
-/// Standard base64 (RFC 4648) with padding, as ECR tokens are encoded.
-fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let bytes = text.trim().trim_end_matches('=').as_bytes();
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let mut acc = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            acc |= value(c)? << (18 - 6 * i);
-        }
-        let n = match chunk.len() {
-            4 => 3,
-            3 => 2,
-            2 => 1,
-            _ => return None,
-        };
-        out.extend_from_slice(&acc.to_be_bytes()[1..1 + n]);
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_round_trips_known_values() {
-        assert_eq!(decode_base64("QVdTOnNlY3JldA==").unwrap(), b"AWS:secret");
-        assert_eq!(decode_base64("QVdTOnNlY3JldDE=").unwrap(), b"AWS:secret1");
-        assert_eq!(decode_base64("QVdTOnNlY3JldDEy").unwrap(), b"AWS:secret12");
-        assert!(decode_base64("QVdT*").is_none());
-    }
 
     #[test]
     fn secrets_never_show_in_debug() {

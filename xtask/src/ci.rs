@@ -66,6 +66,12 @@ pub fn run(global: &Global, args: CiArgs) -> Result<()> {
         .run()
         .map_err(Into::into)
     })?;
+    // The stack's Terraform CLI config points at the offline provider mirror, which
+    // `terraform validate` needs, so the stack comes up before the infrastructure checks.
+    let settings = load_settings(global)?;
+    let env = settings.environment("local")?;
+    let cfg = local_config(env).context("the `local` environment must run on the local stack")?;
+    section("local stack up", &|| local::up(&sh, &cfg).map(drop))?;
     section("terraform fmt and validate", &|| terraform_checks(&sh))?;
     section("workflow linters (actionlint, zizmor)", &|| {
         workflow_linters(&sh)
@@ -77,10 +83,6 @@ pub fn run(global: &Global, args: CiArgs) -> Result<()> {
         println!("==> ci: end-to-end tests skipped (--no-e2e)");
         return Ok(());
     }
-    let settings = load_settings(global)?;
-    let env = settings.environment("local")?;
-    let cfg = local_config(env).context("the `local` environment must run on the local stack")?;
-    section("local stack up", &|| local::up(&sh, &cfg).map(drop))?;
     section("end-to-end tests", &|| {
         cmd!(
             sh,

@@ -123,7 +123,8 @@ pub enum LocalAction {
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct CiArgs {
-    /// Skip the end-to-end tests on the local stack (they still run in CI).
+    /// Skip the end-to-end tests (refused in CI). The local stack still comes up: terraform
+    /// validate uses its offline provider mirror.
     #[arg(long)]
     pub no_e2e: bool,
 }

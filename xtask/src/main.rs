@@ -1,6 +1,7 @@
 //! `cargo xtask`: build, push and deploy the SSE streaming Lambda. Parses, then dispatches.
 
 mod aws;
+mod base64;
 mod ci;
 mod cli;
 mod facts;

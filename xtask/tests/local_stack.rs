@@ -7,7 +7,7 @@
 //! `CI=true` or `XTASK_E2E_REQUIRED=1`, where a missing stack is a failure.
 
 #[allow(dead_code)]
-#[path = "../src/local/base64.rs"]
+#[path = "../src/base64.rs"]
 mod base64;
 #[allow(dead_code)]
 #[path = "../src/http.rs"]

@@ -1,6 +1,7 @@
 //! The AWS API emulator (moto server) and what the stack asks of it: the ECR
 //! login token and the Terraform state bucket.
 
+use crate::base64;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use anyhow::{Context, bail};
 use xshell::cmd;
 
 use super::process::{self, MOTO};
-use super::{Ctx, LocalConfig, Report, base64, fake_sigv4, step};
+use super::{Ctx, LocalConfig, Report, fake_sigv4, step};
 use crate::http;
 
 /// The moto release the project is tested against, for the project-local virtualenv.

@@ -7,7 +7,6 @@
 //! writes lives under `target/local-stack/`.
 
 mod apt;
-mod base64;
 mod emulator;
 mod engine;
 mod process;

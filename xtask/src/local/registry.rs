@@ -2,6 +2,7 @@
 //! in for ECR's registry side, with htpasswd auth holding exactly the
 //! credentials the emulator's ECR GetAuthorizationToken hands out.
 
+use crate::base64;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -11,7 +12,7 @@ use anyhow::{Context, bail};
 use xshell::{Shell, cmd};
 
 use super::process::{self, REGISTRY};
-use super::{Ctx, Paths, Report, base64, emulator, step};
+use super::{Ctx, Paths, Report, emulator, step};
 use crate::http;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
