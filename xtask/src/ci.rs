@@ -51,8 +51,8 @@ pub fn run(global: &Global, args: CiArgs) -> Result<()> {
             .run()
             .map_err(Into::into)
     })?;
-    section("unit tests", &|| {
-        cmd!(sh, "cargo test --workspace --bins")
+    section("unit and bad-input tests", &|| {
+        cmd!(sh, "cargo test --workspace --bins --test bad_input")
             .run()
             .map_err(Into::into)
     })?;
