@@ -120,12 +120,7 @@ pub(super) fn release_steps(
     let image_uri = format!("{repo}@{DIGEST}");
     let mut steps = vec![Step::new(
         "current deployment lookup (live tag)",
-        Action::Lookup {
-            reference: live.clone(),
-            sets: Slot::LiveDigest,
-            required: false,
-            cmd: docker::inspect(&live),
-        },
+        Action::lookup(live.clone(), Slot::LiveDigest, false),
     )];
     steps.push(Step::new(
         "terraform plan",

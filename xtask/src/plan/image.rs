@@ -114,12 +114,7 @@ pub(super) fn build_steps(env: &Environment, facts: &Facts, opts: Options) -> Re
     } else {
         steps.push(Step::new(
             format!("content tag lookup ({})", git.content_tag()),
-            Action::Lookup {
-                reference: content_ref.clone(),
-                sets: Slot::Digest,
-                required: false,
-                cmd: docker::inspect(&content_ref),
-            },
+            Action::lookup(content_ref.clone(), Slot::Digest, false),
         ));
     }
     let metadata_file = paths::build_metadata(&env.name);
@@ -160,11 +155,7 @@ pub(super) fn build_steps(env: &Environment, facts: &Facts, opts: Options) -> Re
     );
     steps.push(Step::new(
         "manifest verification",
-        Action::VerifyManifest {
-            reference: content_ref.clone(),
-            platform: env.platform,
-            cmd: docker::inspect(&content_ref),
-        },
+        Action::verify(content_ref.clone(), env.platform),
     ));
     let smoke = if opts.no_smoke {
         Some("skipped: --no-smoke")

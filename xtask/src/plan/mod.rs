@@ -201,6 +201,26 @@ impl fmt::Display for CmdLine {
     }
 }
 
+impl Action {
+    /// Reads `reference` from the registry into `sets`.
+    pub fn lookup(reference: String, sets: Slot, required: bool) -> Action {
+        Action::Lookup {
+            cmd: crate::tools::docker::inspect(&reference),
+            reference,
+            sets,
+            required,
+        }
+    }
+    /// Checks that `reference` is a single image manifest for `platform` with the run's digest.
+    pub fn verify(reference: String, platform: Platform) -> Action {
+        Action::VerifyManifest {
+            cmd: crate::tools::docker::inspect(&reference),
+            reference,
+            platform,
+        }
+    }
+}
+
 impl Step {
     pub fn new(title: impl Into<String>, action: Action) -> Step {
         Step {

@@ -6,7 +6,7 @@ use super::deploy::{DeployOptions, release_steps, terraform_env};
 use super::image::{self, Facts};
 use super::{Action, Plan, Slot, Step};
 use crate::settings::Environment;
-use crate::tools::{docker, terraform};
+use crate::tools::terraform;
 
 /// The image to go back to: `previous` by default, else a tag or a `sha256:` digest.
 pub fn target_reference(env: &Environment, to: Option<&str>) -> String {
@@ -38,20 +38,11 @@ pub fn plan(
     steps.push(image::login(env));
     steps.push(Step::new(
         format!("rollback target lookup ({})", to.unwrap_or("previous")),
-        Action::Lookup {
-            reference: target.clone(),
-            sets: Slot::Digest,
-            required: true,
-            cmd: docker::inspect(&target),
-        },
+        Action::lookup(target.clone(), Slot::Digest, true),
     ));
     steps.push(Step::new(
         "manifest verification",
-        Action::VerifyManifest {
-            reference: target.clone(),
-            platform: env.platform,
-            cmd: docker::inspect(&target),
-        },
+        Action::verify(target.clone(), env.platform),
     ));
     steps.extend(release_steps(
         env,
