@@ -11,6 +11,15 @@ use std::{
 
 use serde_json::{Value, json};
 
+/// The result fields a human summary and the GitHub step summary show, in order.
+const SUMMARY_KEYS: [&str; 5] = [
+    "image_uri",
+    "image",
+    "terraform",
+    "function_name",
+    "function_url",
+];
+
 pub struct Report {
     pub json: bool,
     pub github: bool,
@@ -120,13 +129,7 @@ impl Report {
                 get("env"),
                 self.elapsed().as_secs_f64()
             );
-            for key in [
-                "image_uri",
-                "image",
-                "terraform",
-                "function_name",
-                "function_url",
-            ] {
+            for key in SUMMARY_KEYS {
                 if !get(key).is_empty() {
                     println!("  {key:<14} {}", get(key));
                 }
@@ -167,13 +170,7 @@ impl Report {
                 get("env"),
                 get("status")
             );
-            for key in [
-                "image_uri",
-                "image",
-                "terraform",
-                "function_name",
-                "function_url",
-            ] {
+            for key in SUMMARY_KEYS {
                 let value = get(key);
                 if !value.is_empty() {
                     md.push_str(&format!("| {key} | `{value}` |\n"));
