@@ -159,27 +159,19 @@ pub(crate) fn ensure(
         process::stop(pid, &MOTO)?;
         ours = None;
     }
-    let mut child = None;
-    if ours.is_none() {
-        if process::port_open(addr) {
-            return Err(process::port_taken(
-                addr,
-                "the AWS emulator",
-                "local.endpoint_url",
-            ));
-        }
-        let exe = moto_server(ctx)?;
-        child = Some(process::spawn(&ctx.paths, &MOTO, &exe, &args, &[])?);
-    }
-    process::wait_healthy(
-        child.as_mut(),
-        &MOTO,
-        &ctx.paths.log(MOTO.name),
-        Duration::from_secs(30),
+    let service = process::Service {
+        daemon: &MOTO,
+        addr,
+        what: "the AWS emulator",
+        setting: "local.endpoint_url",
+    };
+    let pid = process::ensure_running(
+        &ctx.paths,
+        &service,
+        ours,
+        || Ok((moto_server(ctx)?, args.clone())),
         || healthy(cfg),
     )?;
-    let pid =
-        process::recorded(&ctx.paths, &MOTO).context("moto_server exited right after startup")?;
     pids.insert(MOTO.name.into(), pid);
     // Checking first keeps a rerun free of writes.
     if !bucket_exists(cfg) {

@@ -172,6 +172,43 @@ pub(crate) fn wait_healthy(
     }
 }
 
+/// A loopback service this stack may start: the daemon, where it listens, and how to name
+/// it in a port-conflict error.
+pub(crate) struct Service<'a> {
+    pub daemon: &'a Daemon,
+    pub addr: SocketAddr,
+    pub what: &'a str,
+    pub setting: &'a str,
+}
+
+/// Starts the service unless `ours` (a pid of ours) already runs it, refusing a port that
+/// something else holds; then waits until `healthy` and returns the recorded pid.
+pub(crate) fn ensure_running(
+    paths: &Paths,
+    service: &Service<'_>,
+    ours: Option<u32>,
+    command: impl FnOnce() -> anyhow::Result<(PathBuf, Vec<String>)>,
+    healthy: impl FnMut() -> bool,
+) -> anyhow::Result<u32> {
+    let d = service.daemon;
+    let mut child = None;
+    if ours.is_none() {
+        if port_open(service.addr) {
+            return Err(port_taken(service.addr, service.what, service.setting));
+        }
+        let (exe, args) = command()?;
+        child = Some(spawn(paths, d, &exe, &args, &[])?);
+    }
+    wait_healthy(
+        child.as_mut(),
+        d,
+        &paths.log(d.name),
+        Duration::from_secs(30),
+        healthy,
+    )?;
+    recorded(paths, d).with_context(|| format!("{} exited right after startup", d.name))
+}
+
 /// SIGTERM, wait up to `d.grace`, then SIGKILL; only if `pid` still runs `d.program`.
 pub(crate) fn stop(pid: u32, d: &Daemon) -> anyhow::Result<()> {
     if !runs_program(pid, d.program) {

@@ -130,27 +130,21 @@ pub(crate) fn ensure(
         process::stop(pid, &REGISTRY)?;
         ours = None;
     }
-    let mut child = None;
-    if ours.is_none() {
-        if process::port_open(addr) {
-            return Err(process::port_taken(
-                addr,
-                "the OCI registry",
-                "local.registry",
-            ));
-        }
-        let exe = process::which("docker-registry").context("docker-registry not on PATH")?;
-        let args = vec![
-            "serve".to_string(),
-            ctx.paths.registry_config().to_string_lossy().into_owned(),
-        ];
-        child = Some(process::spawn(&ctx.paths, &REGISTRY, &exe, &args, &[])?);
-    }
-    process::wait_healthy(
-        child.as_mut(),
-        &REGISTRY,
-        &ctx.paths.log(REGISTRY.name),
-        Duration::from_secs(30),
+    let service = process::Service {
+        daemon: &REGISTRY,
+        addr,
+        what: "the OCI registry",
+        setting: "local.registry",
+    };
+    let pid = process::ensure_running(
+        &ctx.paths,
+        &service,
+        ours,
+        || {
+            let exe = process::which("docker-registry").context("docker-registry not on PATH")?;
+            let config = ctx.paths.registry_config().to_string_lossy().into_owned();
+            Ok((exe, vec!["serve".to_string(), config]))
+        },
         || answers_401(addr),
     )?;
     if !accepts(addr, &user, &password) {
@@ -159,8 +153,6 @@ pub(crate) fn ensure(
             ctx.paths.htpasswd().display()
         );
     }
-    let pid = process::recorded(&ctx.paths, &REGISTRY)
-        .context("the registry exited right after startup")?;
     pids.insert(REGISTRY.name.into(), pid);
     Ok(Report {
         name: "registry",

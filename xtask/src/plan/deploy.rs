@@ -94,8 +94,23 @@ pub fn plan(
         &tf_env,
         opts.confirm(env),
     ));
-    Ok(Plan {
-        command: "deploy",
+    Ok(with_saved_plan(
+        "deploy",
+        env,
+        steps,
+        image::tags(env, &facts.git),
+    ))
+}
+
+/// A plan that saves a Terraform plan file, which the runner deletes when it ends.
+pub(super) fn with_saved_plan(
+    command: &'static str,
+    env: &Environment,
+    steps: Vec<Step>,
+    tags: Vec<String>,
+) -> Plan {
+    Plan {
+        command,
         env: env.name.clone(),
         steps,
         cleanup: vec![format!(
@@ -104,8 +119,8 @@ pub fn plan(
             terraform::plan_file(env)
         )],
         image_repo: env.image_repo(),
-        tags: image::tags(env, &facts.git),
-    })
+        tags,
+    }
 }
 
 /// From the `live` lookup to the outputs: shared by `deploy` and `rollback`.

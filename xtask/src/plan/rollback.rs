@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::deploy::{DeployOptions, release_steps, terraform_env};
+use super::deploy::{DeployOptions, release_steps, terraform_env, with_saved_plan};
 use super::image::{self, Facts};
 use super::{Action, Plan, Slot, Step};
 use crate::settings::Environment;
@@ -50,18 +50,7 @@ pub fn plan(
         &tf_env,
         opts.confirm(env),
     ));
-    Plan {
-        command: "rollback",
-        env: env.name.clone(),
-        steps,
-        cleanup: vec![format!(
-            "{}/{}",
-            env.terraform.dir,
-            terraform::plan_file(env)
-        )],
-        image_repo: env.image_repo(),
-        tags: vec![target],
-    }
+    with_saved_plan("rollback", env, steps, vec![target])
 }
 
 #[cfg(test)]
