@@ -156,6 +156,52 @@ impl Aws {
         }
     }
 
+    /// ECR's retag: the manifest of `digest`, put again under each tag. A tag that already
+    /// points there is fine.
+    pub fn put_tags(&self, repository: &str, digest: &str, tags: &[String]) -> Result<()> {
+        use aws_sdk_ecr::types::ImageIdentifier;
+        let ecr = aws_sdk_ecr::Client::new(&self.config);
+        let id = ImageIdentifier::builder().image_digest(digest).build();
+        let mut get = ecr
+            .batch_get_image()
+            .repository_name(repository)
+            .image_ids(id);
+        for media_type in crate::registry::MANIFEST_TYPES {
+            get = get.accepted_media_types(media_type);
+        }
+        let out = self.runtime.block_on(get.send()).map_err(|e| {
+            anyhow::anyhow!(
+                "ecr BatchGetImage {repository}@{digest} failed: {}",
+                DisplayErrorContext(&e)
+            )
+        })?;
+        let image = out
+            .images()
+            .first()
+            .with_context(|| format!("ECR has no image {repository}@{digest}"))?;
+        let manifest = image.image_manifest().context("ECR returned no manifest")?;
+        for tag in tags {
+            let put = ecr
+                .put_image()
+                .repository_name(repository)
+                .image_manifest(manifest)
+                .set_image_manifest_media_type(image.image_manifest_media_type().map(String::from))
+                .image_digest(digest)
+                .image_tag(tag);
+            match self.runtime.block_on(put.send()) {
+                Ok(_) => {}
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_image_already_exists_exception()) => {}
+                Err(e) => bail!(
+                    "ecr PutImage {repository}:{tag} failed: {}",
+                    DisplayErrorContext(&e)
+                ),
+            }
+        }
+        Ok(())
+    }
+
     pub fn login_token(&self) -> Result<Token> {
         let ecr = aws_sdk_ecr::Client::new(&self.config);
         let out = self

@@ -210,8 +210,6 @@ pub struct Builder {
     /// containerd image store.
     pub exports_cache: bool,
     pub driver: String,
-    /// `imagetools create --prefer-index` exists in this buildx.
-    pub prefer_index_flag: bool,
 }
 
 pub fn builder(sh: &Shell, name: Option<&str>) -> Result<Builder> {
@@ -237,15 +235,9 @@ pub fn builder(sh: &Shell, name: Option<&str>) -> Result<Builder> {
     } else {
         true
     };
-    let help = cmd!(sh, "docker buildx imagetools create --help")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .unwrap_or_default();
     Ok(Builder {
         exports_cache,
         driver,
-        prefer_index_flag: help.contains("--prefer-index"),
     })
 }
 

@@ -12,6 +12,7 @@ mod local;
 mod paths;
 mod pipeline;
 mod plan;
+mod registry;
 mod report;
 mod run;
 mod settings;

@@ -152,7 +152,6 @@ fn execute(
             facts::Builder {
                 exports_cache: true,
                 driver: "unknown".into(),
-                prefer_index_flag: true,
             }
         }
         Err(e) => return Err(e),

@@ -17,9 +17,10 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use xshell::Shell;
 
-use crate::aws::{Aws, Secret};
+use crate::aws::{Aws, Secret, Token};
 use crate::http;
 use crate::plan::{Action, CONTAINER, CmdLine, DIGEST, LIVE_DIGEST, NOW, Plan, Slot, Step, When};
+use crate::registry;
 use crate::report::{Outcome, Report, StepRecord, step_json};
 use crate::settings::{Environment, Platform};
 
@@ -42,6 +43,8 @@ pub struct Runner<'a> {
     env: &'a Environment,
     report: &'a mut Report,
     aws: Option<Aws>,
+    /// The registry credentials from the login step, for registry-side writes.
+    login: Option<Token>,
     /// One `<now>` for the whole run, so every command naming a `deployed-` tag agrees.
     now: String,
     pub state: State,
@@ -57,6 +60,7 @@ impl<'a> Runner<'a> {
             env,
             report,
             aws: None,
+            login: None,
             now: utc_stamp(SystemTime::now()),
             state: State::default(),
         }
@@ -102,7 +106,10 @@ impl<'a> Runner<'a> {
             When::RepositoryMissing => s.repository_missing == Some(true),
             When::ImageMissing => s.digest.is_none(),
             When::ChangesPlanned => s.changes == Some(true),
-            When::LiveChanged => {
+            When::LiveMoves => s.live_digest != s.digest,
+            // Only when the function moves: a `live` tag repaired after a run that applied but
+            // failed to tag names no image the function ran before.
+            When::PreviousMoves => {
                 s.changes == Some(true) && s.live_digest.is_some() && s.live_digest != s.digest
             }
         };
@@ -113,7 +120,8 @@ impl<'a> Runner<'a> {
                 s.digest.as_deref().unwrap_or_default()
             ),
             When::ChangesPlanned => "no changes".to_string(),
-            When::LiveChanged => "no other image was live".to_string(),
+            When::LiveMoves => "`live` already points at this image".to_string(),
+            When::PreviousMoves => "the function stays on its image, or none was live".to_string(),
             When::Always => unreachable!(),
         })
     }
@@ -173,6 +181,7 @@ impl<'a> Runner<'a> {
                 }
                 self.report
                     .info(&format!("logged in to {registry} as {}", token.username));
+                self.login = Some(token);
                 Ok(())
             }
             Action::Lookup {
@@ -273,35 +282,33 @@ impl<'a> Runner<'a> {
                 result.with_context(|| format!("smoke test of {image}"))
             }
             Action::Retag {
-                source,
+                repository,
+                slot,
                 tags,
-                cmds,
                 verify,
             } => {
-                for cmd in cmds {
-                    let line = self.resolve(cmd)?;
-                    self.run_with_retry(&line, TRIES, Capture::Quiet)?;
-                }
-                let expected = match source.split_once('@') {
-                    Some((_, LIVE_DIGEST)) => self.state.live_digest.clone(),
-                    _ => self.state.digest.clone(),
+                let digest = match slot {
+                    Slot::Digest => self.state.digest.clone(),
+                    Slot::LiveDigest => self.state.live_digest.clone(),
                 }
                 .context("no digest to tag")?;
+                let tags: Vec<String> = tags.iter().map(|t| t.replace(NOW, &self.now)).collect();
+                self.copy_tags(repository, &digest, &tags)?;
                 for (tag, cmd) in tags.iter().zip(verify) {
                     let line = self.resolve(cmd)?;
                     let found = self
                         .lookup(&line)?
-                        .with_context(|| format!("{tag} was not created"))?;
-                    if found.digest != expected {
+                        .with_context(|| format!("{repository}:{tag} was not created"))?;
+                    if found.digest != digest {
                         bail!(
-                            "{tag} points at {}, not {expected}: the registry copy changed the manifest",
+                            "{repository}:{tag} points at {}, not {digest}: the registry changed \
+                             the manifest",
                             found.digest
                         );
                     }
                 }
-                let tags: Vec<String> = tags.iter().map(|t| t.replace(NOW, &self.now)).collect();
                 self.report
-                    .info(&format!("{} -> {expected}", tags.join(", ")));
+                    .info(&format!("{} -> {digest}", tags.join(", ")));
                 Ok(())
             }
             Action::TerraformPlan { cmd, show } => {
@@ -358,6 +365,30 @@ impl<'a> Runner<'a> {
                 self.state.outputs = Some(outputs);
                 Ok(())
             }
+        }
+    }
+
+    /// New tags for an image in the registry, without changing its digest (see `registry.rs`).
+    fn copy_tags(&mut self, repository: &str, digest: &str, tags: &[String]) -> Result<()> {
+        let env = self.env;
+        if let Some(local) = &env.local {
+            let token = self
+                .login
+                .as_ref()
+                .context("registry login must come before tagging")?;
+            let target = registry::Target::Oci {
+                registry: &local.registry,
+                username: &token.username,
+                password: &token.password,
+            };
+            registry::copy_tags(&target, repository, digest, tags)
+        } else {
+            registry::copy_tags(
+                &registry::Target::Ecr(self.aws()?),
+                repository,
+                digest,
+                tags,
+            )
         }
     }
 

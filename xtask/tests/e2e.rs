@@ -412,6 +412,34 @@ fn deploy_from_empty_then_noop_then_change_then_rollback() {
         "{:#?}",
         again.commands()
     );
+    assert_eq!(again.step("mark the deployed image"), "skipped");
+
+    // A stale `live` (here: the image wrapped in an index, which is what `imagetools create`
+    // makes without --prefer-index) is repaired by the next deploy, with nothing applied.
+    let live = format!("{}:live", env.repo);
+    let wrap = Command::new("docker")
+        .args([
+            "buildx",
+            "imagetools",
+            "create",
+            "--tag",
+            &live,
+            &format!("{}@{digest}", env.repo),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        wrap.status.success(),
+        "{}",
+        String::from_utf8_lossy(&wrap.stderr)
+    );
+    assert_ne!(env.registry(&live).unwrap().0, digest);
+    let repair = env.xtask(&["deploy"]);
+    repair.assert_ok("deploy repairing a stale live tag");
+    assert_eq!(repair.str("terraform"), "no changes");
+    assert_eq!(repair.step("keep the previous image"), "skipped");
+    assert_eq!(repair.step("mark the deployed image"), "ok");
+    assert_eq!(env.registry(&live).unwrap().0, digest);
 
     let second_digest = {
         let _change = SourceChange::new(&env.name);

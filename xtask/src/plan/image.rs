@@ -229,7 +229,6 @@ pub(crate) mod tests {
             builder: Builder {
                 exports_cache: true,
                 driver: "docker".into(),
-                prefer_index_flag: false,
             },
             host_runs: true,
         }

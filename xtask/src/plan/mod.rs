@@ -51,8 +51,10 @@ pub enum When {
     ImageMissing,
     /// `terraform plan` exited 2.
     ChangesPlanned,
-    /// Changes are planned and the `live` tag pointed at another image before.
-    LiveChanged,
+    /// The `live` tag does not point at the image being deployed (or does not exist).
+    LiveMoves,
+    /// Changes are planned and `live` points at another image, which becomes `previous`.
+    PreviousMoves,
 }
 
 impl fmt::Display for When {
@@ -62,7 +64,8 @@ impl fmt::Display for When {
             When::RepositoryMissing => "if the ECR repository does not exist yet",
             When::ImageMissing => "if the content tag is not in the registry",
             When::ChangesPlanned => "if terraform plan finds changes",
-            When::LiveChanged => "if changes are planned and another image was live",
+            When::LiveMoves => "if `live` does not point at this image yet",
+            When::PreviousMoves => "if changes are planned and `live` points at another image",
         })
     }
 }
@@ -103,11 +106,12 @@ pub enum Action {
         logs: CmdLine,
         remove: CmdLine,
     },
-    /// Points `tags` at `source` (`repo@<digest>`), then reads each back to check the digest.
+    /// Points `tags` (bare names) of `repository` at the digest in `slot` by copying its
+    /// manifest (see `registry.rs`), then reads each back to check the digest.
     Retag {
-        source: String,
+        repository: String,
+        slot: Slot,
         tags: Vec<String>,
-        cmds: Vec<CmdLine>,
         verify: Vec<CmdLine>,
     },
     /// `terraform plan -detailed-exitcode`: 0 no changes, 2 changes, else failure.
@@ -251,7 +255,7 @@ impl Step {
                 run, port, remove, ..
             } => vec![run, port, remove],
             Action::TerraformPlan { cmd, show } => vec![cmd, show],
-            Action::Retag { cmds, verify, .. } => cmds.iter().chain(verify).collect(),
+            Action::Retag { verify, .. } => verify.iter().collect(),
         }
     }
     /// One line saying what the step does, for the dry run and the log.
@@ -284,6 +288,24 @@ impl Step {
                 remove.to_string(),
             ],
             Action::Confirm { prompt } => vec![format!("ask: {prompt}")],
+            Action::Retag {
+                repository,
+                slot,
+                tags,
+                verify,
+            } => {
+                let digest = match slot {
+                    Slot::Digest => DIGEST,
+                    Slot::LiveDigest => LIVE_DIGEST,
+                };
+                let mut lines = vec![format!(
+                    "copy the manifest {repository}@{digest} to tag {} (ECR PutImage, or the \
+                     OCI distribution API on the local registry)",
+                    tags.join(", ")
+                )];
+                lines.extend(verify.iter().map(ToString::to_string));
+                lines
+            }
             _ => self.commands().iter().map(ToString::to_string).collect(),
         }
     }

@@ -44,12 +44,7 @@ pub fn plan(
         "manifest verification",
         Action::verify(target.clone(), env.platform),
     ));
-    steps.extend(release_steps(
-        env,
-        &facts.builder,
-        &tf_env,
-        opts.confirm(env),
-    ));
+    steps.extend(release_steps(env, &tf_env, opts.confirm(env)));
     with_saved_plan("rollback", env, steps, vec![target])
 }
 

@@ -69,27 +69,6 @@ pub fn build(b: &Build<'_>) -> CmdLine {
     cmd.args(["--push", b.context])
 }
 
-/// Adds tags to an image already in the registry, keeping its digest. With `--prefer-index`
-/// known, buildx copies the manifest as it is (its default would wrap it in an index, a new
-/// digest). Older buildx always wraps, so the image goes through the engine instead, which on
-/// the containerd image store pushes the manifest unchanged. The runner checks the digests.
-pub fn retag(source: &str, tags: &[String], prefer_index: bool) -> Vec<CmdLine> {
-    if prefer_index {
-        let mut cmd =
-            CmdLine::new("docker").args(["buildx", "imagetools", "create", "--prefer-index=false"]);
-        for tag in tags {
-            cmd = cmd.args(["--tag", tag]);
-        }
-        return vec![cmd.arg(source)];
-    }
-    let mut cmds = vec![CmdLine::new("docker").args(["pull", "--quiet", source])];
-    for tag in tags {
-        cmds.push(CmdLine::new("docker").args(["tag", source, tag]));
-        cmds.push(CmdLine::new("docker").args(["push", "--quiet", tag]));
-    }
-    cmds
-}
-
 /// Runs the image detached, its port 8080 published on a free loopback port.
 pub fn run_detached(image: &str, platform: Platform) -> CmdLine {
     CmdLine::new("docker").args([

@@ -1,0 +1,99 @@
+//! Registry-side writes: new tags for an image already pushed, by copying its manifest byte
+//! for byte, so the digest can never change.
+//!
+//! `docker buildx imagetools create` wraps a single manifest in a new index unless the buildx
+//! is new enough to know `--prefer-index=false`, and copying through the engine depends on the
+//! engine's image store. Both fail silently in some setups; a manifest copy does not. ECR
+//! takes it as `BatchGetImage` + `PutImage`, its documented way to retag; the local stack's
+//! registry takes the OCI distribution API over loopback HTTP, with the same credentials that
+//! the emulator's `GetAuthorizationToken` hands out.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::aws::{Aws, Secret};
+use crate::{base64, http};
+
+/// Every manifest kind a single-platform image or an index can have.
+pub const MANIFEST_TYPES: [&str; 4] = [
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+
+/// Where the manifest copy goes.
+pub enum Target<'a> {
+    Ecr(&'a Aws),
+    /// An OCI registry on loopback, `host:port`, with basic auth.
+    Oci {
+        registry: &'a str,
+        username: &'a str,
+        password: &'a Secret,
+    },
+}
+
+/// Points each tag of `repository` at the manifest `digest` already holds.
+pub fn copy_tags(
+    target: &Target<'_>,
+    repository: &str,
+    digest: &str,
+    tags: &[String],
+) -> Result<()> {
+    match target {
+        Target::Ecr(aws) => aws.put_tags(repository, digest, tags),
+        Target::Oci {
+            registry,
+            username,
+            password,
+        } => {
+            let auth = Secret::new(format!(
+                "Basic {}",
+                base64::encode(format!("{username}:{}", password.expose()).as_bytes())
+            ));
+            let base = format!("http://{registry}/v2/{repository}/manifests");
+            let accept = MANIFEST_TYPES.join(", ");
+            let timeout = Duration::from_secs(30);
+            let got = http::request(
+                "GET",
+                &format!("{base}/{digest}"),
+                &[("Authorization", auth.expose()), ("Accept", &accept)],
+                b"",
+                timeout,
+            )
+            .with_context(|| format!("reading manifest {digest} from {registry}"))?;
+            if got.status != 200 {
+                bail!(
+                    "{registry} answered {} for manifest {repository}@{digest}",
+                    got.status
+                );
+            }
+            let media_type = got.header("content-type").unwrap_or_default().to_string();
+            if !MANIFEST_TYPES.contains(&media_type.as_str()) {
+                bail!("{registry} served {repository}@{digest} as {media_type:?}, not a manifest");
+            }
+            for tag in tags {
+                let put = http::request(
+                    "PUT",
+                    &format!("{base}/{tag}"),
+                    &[
+                        ("Authorization", auth.expose()),
+                        ("Content-Type", &media_type),
+                    ],
+                    &got.body,
+                    timeout,
+                )
+                .with_context(|| format!("tagging {repository}:{tag} on {registry}"))?;
+                if !(200..300).contains(&put.status) {
+                    bail!(
+                        "{registry} refused tag {tag}: HTTP {} {}",
+                        put.status,
+                        put.text()
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}
