@@ -136,6 +136,21 @@ impl Aws {
         })
     }
 
+    /// Creates a repository outside Terraform: only the benchmark's throw-away repositories
+    /// on the local stack use it.
+    pub fn create_repository(&self, name: &str) -> Result<()> {
+        let ecr = aws_sdk_ecr::Client::new(&self.config);
+        self.runtime
+            .block_on(ecr.create_repository().repository_name(name).send())
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "ecr CreateRepository {name} failed: {}",
+                    DisplayErrorContext(&e)
+                )
+            })?;
+        Ok(())
+    }
+
     pub fn repository_exists(&self, name: &str) -> Result<bool> {
         let ecr = aws_sdk_ecr::Client::new(&self.config);
         match self

@@ -71,6 +71,11 @@ pub enum Command {
     ///
     /// Example: cargo xtask ci
     Ci(CiArgs),
+    /// Time `image` on the local stack: clean build (the baseline), registry-cache rebuild,
+    /// local-cache rebuild and skip, in the same run; results go to target/bench/.
+    ///
+    /// Example: cargo xtask bench --runs 3
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -119,6 +124,13 @@ pub enum LocalAction {
     Down,
     /// Say what runs, where, and whether it is healthy.
     Status,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct BenchArgs {
+    /// Rounds of every scenario; the report gives the median of each.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub runs: u32,
 }
 
 #[derive(Debug, Args, Clone, Default)]

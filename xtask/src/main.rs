@@ -2,6 +2,7 @@
 
 mod aws;
 mod base64;
+mod bench;
 mod ci;
 mod cli;
 mod facts;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         Command::Rollback(args) => pipeline::rollback(&cli.global, args),
         Command::Local(args) => pipeline::local(&cli.global, args.action),
         Command::Ci(args) => ci::run(&cli.global, args),
+        Command::Bench(args) => bench::run(&cli.global, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -401,6 +401,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Rollback(_) => "rollback",
         Command::Local(_) => "local",
         Command::Ci(_) => "ci",
+        Command::Bench(_) => "bench",
     }
 }
 
