@@ -45,6 +45,8 @@ pub struct Runner<'a> {
     aws: Option<Aws>,
     /// The registry credentials from the login step, for registry-side writes.
     login: Option<Token>,
+    /// First wait between tries of a retryable step; it doubles each time.
+    backoff: Duration,
     /// One `<now>` for the whole run, so every command naming a `deployed-` tag agrees.
     now: String,
     pub state: State,
@@ -61,6 +63,7 @@ impl<'a> Runner<'a> {
             report,
             aws: None,
             login: None,
+            backoff: Duration::from_secs(2),
             now: utc_stamp(SystemTime::now()),
             state: State::default(),
         }
@@ -471,10 +474,10 @@ impl<'a> Runner<'a> {
             if attempt >= tries || !transient || is_not_found(&tail) || interrupted() {
                 return Err(error);
             }
-            let wait = Duration::from_secs(2u64.pow(attempt));
+            let wait = self.backoff * 2u32.pow(attempt - 1);
             self.report.warn(&format!(
-                "attempt {attempt}/{tries} failed with a transient error; retrying in {}s",
-                wait.as_secs()
+                "attempt {attempt}/{tries} failed with a transient error; retrying in {:.1}s",
+                wait.as_secs_f64()
             ));
             std::thread::sleep(wait);
             attempt += 1;
@@ -921,6 +924,60 @@ pub fn result_json(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A command that counts its runs in `counter` and fails with `error` until run `ok_on`.
+    fn flaky(counter: &std::path::Path, error: &str, ok_on: u32) -> CmdLine {
+        let script = format!(
+            "n=$(($(cat {c} 2>/dev/null || echo 0) + 1)); echo $n > {c}; \
+             [ $n -ge {ok_on} ] || {{ echo '{error}' >&2; exit 1; }}",
+            c = counter.display()
+        );
+        CmdLine::new("sh").args(["-c", &script])
+    }
+
+    #[test]
+    fn transient_failures_are_retried_and_auth_failures_are_not() {
+        let settings = crate::plan::image::tests::settings();
+        let env = settings.environment("local").unwrap();
+        let sh = Shell::new().unwrap();
+        let mut report = Report::new(false, false);
+        let mut runner = Runner::new(&sh, env, &mut report);
+        runner.backoff = Duration::from_millis(1);
+        let dir = std::env::temp_dir().join(format!("xtask-retry-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let count = |name: &str| -> u32 {
+            std::fs::read_to_string(dir.join(name))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        };
+
+        let refused = flaky(
+            &dir.join("a"),
+            "dial tcp 127.0.0.1:5000: connection refused",
+            99,
+        );
+        let err = runner
+            .run_with_retry(&refused, TRIES, Capture::Quiet)
+            .err()
+            .unwrap();
+        assert_eq!(count("a"), 3, "three tries, then the last error");
+        assert!(format!("{err:#}").contains("connection refused"), "{err:#}");
+
+        let auth = flaky(&dir.join("b"), "unauthorized: authentication required", 99);
+        assert!(runner.run_with_retry(&auth, TRIES, Capture::Quiet).is_err());
+        assert_eq!(count("b"), 1, "auth errors are not retried");
+
+        let recovers = flaky(&dir.join("c"), "503 Service Unavailable", 2);
+        assert!(
+            runner
+                .run_with_retry(&recovers, TRIES, Capture::Quiet)
+                .is_ok()
+        );
+        assert_eq!(count("c"), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn utc_stamps() {

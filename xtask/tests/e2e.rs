@@ -98,8 +98,13 @@ impl Env {
     }
 
     fn xtask(&self, args: &[&str]) -> Run {
+        self.xtask_with(args, &[])
+    }
+
+    fn xtask_with(&self, args: &[&str], envs: &[(&str, &Path)]) -> Run {
         let started = Instant::now();
         let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .envs(envs.iter().map(|(k, v)| (k, v)))
             .args(args)
             .args(["--env", &self.name, "--config"])
             .arg(&self.config)
@@ -323,6 +328,44 @@ fn image_builds_skips_rebuilds_on_change_and_uses_the_registry_cache() {
         );
     }
 
+    // In GitHub Actions: a group per step, the digest and image URI as step outputs, a summary.
+    let gh = root()
+        .join("target/e2e")
+        .join(format!("{}-github", env.name));
+    std::fs::create_dir_all(&gh).unwrap();
+    let (output, summary) = (gh.join("output"), gh.join("summary.md"));
+    let actions = env.xtask_with(
+        &["image"],
+        &[
+            ("GITHUB_ACTIONS", Path::new("true")),
+            ("GITHUB_OUTPUT", &output),
+            ("GITHUB_STEP_SUMMARY", &summary),
+        ],
+    );
+    actions.assert_ok("image in GitHub Actions");
+    assert!(
+        actions.stderr.contains("::group::[1/8] tool preflight"),
+        "{}",
+        actions.stderr
+    );
+    assert_eq!(
+        actions.stderr.matches("::endgroup::").count(),
+        8,
+        "{}",
+        actions.stderr
+    );
+    let outputs = std::fs::read_to_string(&output).unwrap();
+    assert!(outputs.contains(&format!("digest={digest}\n")), "{outputs}");
+    assert!(
+        outputs.contains(&format!("image_uri={}@{digest}\n", env.repo)),
+        "{outputs}"
+    );
+    let table = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        table.contains("| image | `skipped: already in the registry` |"),
+        "{table}"
+    );
+
     // A handler change builds a new digest; the dependency layers come from cache.
     let _change = SourceChange::new(&env.name);
     let changed = env.xtask(&["image"]);
@@ -494,4 +537,14 @@ fn a_wrong_account_is_refused_before_any_command() {
         );
         assert_eq!(run.step("account and region check"), "failed");
     }
+    let actions = env.xtask_with(&["image"], &[("GITHUB_ACTIONS", Path::new("true"))]);
+    assert!(!actions.ok);
+    assert!(
+        actions
+            .stderr
+            .lines()
+            .any(|l| l.starts_with("::error::") && l.contains("account_id")),
+        "{}",
+        actions.stderr
+    );
 }
