@@ -1,5 +1,6 @@
-//! Facts read from the world before acting: tools, git, the builder. Reading never changes
-//! anything that matters: the one write is a throw-away git index under `target/`.
+//! Facts read from the world before acting: tools, git, the builder. Reading changes nothing
+//! that matters: hashing the working tree writes a throw-away git index under `target/` and
+//! the loose objects `git add` stores, which git's own garbage collection removes.
 
 use std::fmt::Write as _;
 

@@ -339,6 +339,10 @@ impl<'a> Runner<'a> {
                 let _ = std::io::stderr().flush();
                 let mut answer = String::new();
                 std::io::stdin().read_line(&mut answer)?;
+                // A terminal echoed the newline; piped input did not.
+                if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                    eprintln!();
+                }
                 if answer.trim() != "yes" {
                     bail!("not confirmed: nothing was applied (pass --yes to skip the question)");
                 }

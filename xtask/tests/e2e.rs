@@ -548,3 +548,66 @@ fn a_wrong_account_is_refused_before_any_command() {
         actions.stderr
     );
 }
+
+#[test]
+fn a_protected_environment_applies_only_after_confirmation() {
+    let Some(_stack) = stack() else { return };
+    let env = Env::new("123456789012");
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let header = format!("[environments.{}]", env.name);
+    std::fs::write(
+        &env.config,
+        text.replace(&header, &format!("{header}\nprotected = true")),
+    )
+    .unwrap();
+    // Outside CI, with the answer on stdin; CI itself never asks.
+    let deploy = |answer: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["deploy", "--json", "--env", &env.name, "--config"])
+            .arg(&env.config)
+            .env_remove("CI")
+            .current_dir(root())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(answer.as_bytes())
+            .unwrap();
+        Run::new(child.wait_with_output().unwrap(), Duration::ZERO)
+    };
+    let refused = deploy("no\n");
+    assert!(!refused.ok, "{}", refused.stderr);
+    assert!(
+        refused
+            .str("error")
+            .contains("not confirmed: nothing was applied"),
+        "{}",
+        refused.json
+    );
+    assert_eq!(refused.step("terraform apply"), "absent");
+    assert!(
+        !refused
+            .commands()
+            .iter()
+            .any(|c| c.ends_with(".tfplan") && c.contains(" apply "))
+    );
+    assert!(
+        !root()
+            .join(format!("infrastructure/terraform/{}.tfplan", env.name))
+            .exists()
+    );
+
+    let confirmed = deploy("yes\n");
+    confirmed.assert_ok("deploy confirmed with yes");
+    assert_eq!(confirmed.str("terraform"), "applied");
+    assert_eq!(
+        env.lambda().0,
+        format!("{}@{}", env.repo, confirmed.str("digest"))
+    );
+}
