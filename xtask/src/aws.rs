@@ -11,29 +11,8 @@ use aws_config::{BehaviorVersion, Region, SdkConfig, timeout::TimeoutConfig};
 use aws_sdk_ecr::error::DisplayErrorContext;
 use aws_smithy_http_client::tls;
 
-use crate::settings::Environment;
-
-/// A value that must never be printed: its `Debug` is redacted and it has no `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: String) -> Secret {
-        Secret(value)
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-/// Dummy keys for the emulator. Not secrets: the emulator accepts any.
-pub const EMULATOR_KEYS: (&str, &str) = ("testing", "testing");
+pub use crate::secret::Secret;
+use crate::settings::{EMULATOR_KEYS, Environment};
 
 pub struct Aws {
     runtime: tokio::runtime::Runtime,
@@ -67,6 +46,18 @@ impl fmt::Debug for Token {
 
 impl Aws {
     pub fn connect(env: &Environment) -> Result<Aws> {
+        match &env.local {
+            Some(local) => Aws::emulator(&local.endpoint_url, &env.region),
+            None => Aws::load(&env.region, None),
+        }
+    }
+
+    /// The local stack's AWS emulator: fixed dummy keys, and `region` is the only one.
+    pub fn emulator(endpoint_url: &str, region: &str) -> Result<Aws> {
+        Aws::load(region, Some(endpoint_url))
+    }
+
+    fn load(region: &str, emulator: Option<&str>) -> Result<Aws> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -83,12 +74,11 @@ impl Aws {
             let loader = aws_config::defaults(BehaviorVersion::latest())
                 .http_client(http)
                 .timeout_config(timeouts);
-            match &env.local {
-                // The emulator: fixed dummy keys, and the settings' region is the only one.
-                Some(local) => {
+            match emulator {
+                Some(endpoint_url) => {
                     let config = loader
-                        .region(Region::new(env.region.clone()))
-                        .endpoint_url(&local.endpoint_url)
+                        .region(Region::new(region.to_string()))
+                        .endpoint_url(endpoint_url)
                         .credentials_provider(aws_sdk_ecr::config::Credentials::new(
                             EMULATOR_KEYS.0,
                             EMULATOR_KEYS.1,
@@ -107,7 +97,7 @@ impl Aws {
                     let chain_region = config.region().map(ToString::to_string);
                     let config = config
                         .into_builder()
-                        .region(Region::new(env.region.clone()))
+                        .region(Region::new(region.to_string()))
                         .build();
                     (config, chain_region)
                 }
@@ -181,7 +171,7 @@ impl Aws {
             .batch_get_image()
             .repository_name(repository)
             .image_ids(id);
-        for media_type in crate::registry::MANIFEST_TYPES {
+        for media_type in crate::tools::docker::MANIFEST_TYPES {
             get = get.accepted_media_types(media_type);
         }
         let out = self.runtime.block_on(get.send()).map_err(|e| {
@@ -236,8 +226,10 @@ impl Aws {
             .authorization_token()
             .context("ECR returned an empty token")?;
         let decoded = Secret::new(
-            String::from_utf8(crate::base64::decode(encoded).context("ECR token is not base64")?)
-                .context("ECR token is not UTF-8")?,
+            String::from_utf8(
+                aws_smithy_types::base64::decode(encoded).context("ECR token is not base64")?,
+            )
+            .context("ECR token is not UTF-8")?,
         );
         let Some((username, password)) = decoded.expose().split_once(':') else {
             bail!("ECR token is not of the form user:password");

@@ -14,8 +14,8 @@ use xshell::cmd;
 
 use crate::aws::Aws;
 use crate::cli::{BenchArgs, Global};
+use crate::facts::utc_stamp;
 use crate::pipeline::{load_settings, local_config, shell};
-use crate::run::utc_stamp;
 use crate::{local, paths};
 
 /// What one round measures, in order. Each is a whole `cargo xtask image` as a user runs it.

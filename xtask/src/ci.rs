@@ -51,10 +51,14 @@ pub fn run(global: &Global, args: CiArgs) -> Result<()> {
             .run()
             .map_err(Into::into)
     })?;
-    section("unit and bad-input tests", &|| {
-        cmd!(sh, "cargo test --workspace --bins --test bad_input")
-            .run()
-            .map_err(Into::into)
+    // The tests that need the local stack are `#[ignore]`d here and run below.
+    section("unit, bad-input, workflow and lifecycle tests", &|| {
+        cmd!(
+            sh,
+            "cargo test --workspace --lib --bins --test bad_input --test workflows --test lifecycle"
+        )
+        .run()
+        .map_err(Into::into)
     })?;
     section("python venv", &|| venv(&sh))?;
     section("lambda tests (pytest)", &|| {
@@ -86,18 +90,18 @@ pub fn run(global: &Global, args: CiArgs) -> Result<()> {
     section("end-to-end tests", &|| {
         cmd!(
             sh,
-            "cargo test -p xtask --test e2e --test local_stack -- --test-threads=1"
+            "cargo test -p xtask --test e2e --test local_stack -- --include-ignored --test-threads=1"
         )
-        .env("XTASK_E2E_REQUIRED", "1")
         .run()
         .map_err(Into::into)
     })?;
     section("local stack down (pid check)", &|| {
+        // ci brought this stack up, so its test may stop it (and brings it back).
         cmd!(
             sh,
-            "cargo test -p xtask --test local_stack_down -- --test-threads=1"
+            "cargo test -p xtask --test local_stack_down -- --include-ignored --test-threads=1"
         )
-        .env("XTASK_E2E_REQUIRED", "1")
+        .env("XTASK_TEST_MAY_STOP_STACK", "1")
         .run()
         .map_err(Into::into)
     })?;

@@ -251,6 +251,30 @@ pub fn in_github_actions() -> bool {
     std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
 }
 
+/// `YYYYMMDDTHHMMSSZ` (UTC), for `deployed-` tags, which allow no `:`.
+pub fn utc_stamp(time: std::time::SystemTime) -> String {
+    use aws_smithy_types::date_time::{DateTime, Format};
+    let secs = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // RFC 3339 without fractions, e.g. 2026-11-27T12:04:05Z, then without its separators.
+    DateTime::from_secs(secs as i64)
+        .fmt(Format::DateTime)
+        .map(|s| s.replace(['-', ':'], ""))
+        .unwrap_or_else(|_| "19700101T000000Z".to_string())
+}
+
+/// Everything a plan is decided from, besides the settings.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub tools: Vec<(Tool, String)>,
+    pub git: Git,
+    pub builder: Builder,
+    /// The image's platform is this machine's, so the smoke test can run it.
+    pub host_runs: bool,
+}
+
 /// Whether the image can run on this machine for the smoke test.
 pub fn host_runs(platform: Platform) -> bool {
     Platform::host() == Some(platform)
@@ -258,6 +282,14 @@ pub fn host_runs(platform: Platform) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn utc_stamps() {
+        use std::time::{Duration, SystemTime};
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_781_045);
+        assert_eq!(super::utc_stamp(t), "20261127T120405Z");
+        assert_eq!(super::utc_stamp(SystemTime::UNIX_EPOCH), "19700101T000000Z");
+    }
+
     use super::*;
 
     #[test]

@@ -23,7 +23,6 @@ pub struct Response {
 
 impl Response {
     /// The first header with this name, compared case-insensitively.
-    #[allow(dead_code)] // Part of the API the lead's SSE smoke test uses.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -81,6 +80,29 @@ pub fn request(
     body: &[u8],
     timeout: Duration,
 ) -> anyhow::Result<Response> {
+    exchange(method, url, headers, body, timeout, |_| {})
+}
+
+/// Like [`request`] with no body, calling `observe` with everything received so far (head and
+/// raw body) each time more arrives, so a caller can time when a streamed event came in.
+pub fn request_streaming(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+    observe: impl FnMut(&[u8]),
+) -> anyhow::Result<Response> {
+    exchange(method, url, headers, b"", timeout, observe)
+}
+
+fn exchange(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+    mut observe: impl FnMut(&[u8]),
+) -> anyhow::Result<Response> {
     let started = Instant::now();
     let u = parse_url(url)?;
     let host = u.host.trim_start_matches('[').trim_end_matches(']');
@@ -128,7 +150,10 @@ pub fn request(
         stream.set_read_timeout(Some(remaining("reading the response")?))?;
         match stream.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Ok(n) => {
+                raw.extend_from_slice(&buf[..n]);
+                observe(&raw);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
                 return Err(e).with_context(|| format!("reading the response to {method} {url}"));

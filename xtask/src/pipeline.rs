@@ -6,10 +6,11 @@ use anyhow::{Context, Result};
 use xshell::Shell;
 
 use crate::cli::{DeployArgs, Global, ImageArgs, LocalAction, RollbackArgs};
+use crate::facts::Facts;
 use crate::facts::{self, Tool};
 use crate::plan::{self, Plan, deploy::DeployOptions, image};
-use crate::report::Report;
-use crate::run::{Runner, result_json};
+use crate::report::{Report, result_json};
+use crate::runner::{Runner, signals};
 use crate::settings::{Environment, Settings};
 use crate::{local, paths};
 
@@ -29,8 +30,8 @@ pub fn load_settings(global: &Global) -> Result<Settings> {
     Settings::load(&path)
 }
 
-pub fn local_config(env: &Environment) -> Option<local::LocalConfig> {
-    env.local.as_ref().map(|l| local::LocalConfig {
+pub fn local_config(env: &Environment) -> Option<local::Config> {
+    env.local.as_ref().map(|l| local::Config {
         registry: l.registry.clone(),
         endpoint_url: l.endpoint_url.clone(),
         account_id: env.account_id.clone(),
@@ -123,7 +124,7 @@ fn image_options(args: &ImageArgs) -> image::Options {
 fn execute(
     global: &Global,
     tools: &[Tool],
-    make_plan: impl FnOnce(&Environment, &image::Facts, Option<&std::path::Path>) -> Result<Plan>,
+    make_plan: impl FnOnce(&Environment, &Facts, Option<&std::path::Path>) -> Result<Plan>,
 ) -> Result<()> {
     let settings = load_settings(global)?;
     let env = settings.environment(&global.env)?;
@@ -164,7 +165,7 @@ fn execute(
             builder.driver
         ));
     }
-    let facts = image::Facts {
+    let facts = Facts {
         tools: found,
         git,
         builder,
@@ -192,6 +193,24 @@ fn execute(
     if let Err(e) = &result {
         report.error(&format!("{e:#}"));
     }
-    report.finish(&result_json(&plan, Some(&state), status, error));
+    report.finish(&result_json(&plan, Some(state.ran()), status, error));
     result
+}
+
+/// The process exit: the error chain, one cause a line (never Debug, which would add a
+/// backtrace), and 128+N when a signal stopped the run, as a shell reports it.
+pub fn exit(result: Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            match signals::received() {
+                Some(sig) => std::process::ExitCode::from(signals::exit_code(sig)),
+                None => std::process::ExitCode::FAILURE,
+            }
+        }
+    }
 }

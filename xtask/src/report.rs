@@ -11,6 +11,9 @@ use std::{
 
 use serde_json::{Value, json};
 
+use crate::plan::Plan;
+use crate::tools::terraform::Outputs;
+
 /// The result fields a human summary and the GitHub step summary show, in order.
 const SUMMARY_KEYS: [&str; 5] = [
     "image_uri",
@@ -190,6 +193,52 @@ impl Report {
             append(&path, &md);
         }
     }
+}
+
+/// What a finished run learned, as the JSON result needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Ran<'a> {
+    pub digest: Option<&'a str>,
+    pub built: bool,
+    pub changes: Option<bool>,
+    pub outputs: Option<&'a Outputs>,
+    pub executed: &'a [String],
+    pub records: &'a [StepRecord],
+}
+
+/// The JSON result of a run, or of a dry run (`ran` is `None`).
+pub fn result_json(
+    plan: &Plan,
+    ran: Option<Ran<'_>>,
+    status: &str,
+    error: Option<String>,
+) -> Value {
+    let digest = ran.and_then(|r| r.digest);
+    let output = |k: &str| {
+        ran.and_then(|r| r.outputs)
+            .and_then(|o| o.get(k))
+            .and_then(|o| o.value.as_str())
+            .map(str::to_string)
+    };
+    json!({
+        "command": plan.command,
+        "env": plan.env,
+        "status": status,
+        "dry_run": ran.is_none(),
+        "error": error,
+        "digest": digest,
+        "image_uri": digest.map(|d| format!("{}@{d}", plan.image_repo)),
+        "tags": plan.tags,
+        "image": ran.map(|r| if r.built { "built" } else if r.digest.is_some() { "skipped: already in the registry" } else { "" }),
+        "terraform": ran.and_then(|r| r.changes).map(|c| if c { "applied" } else { "no changes" }),
+        "function_name": output("function_name"),
+        "function_url": output("function_url"),
+        "commands": match ran {
+            Some(r) => r.executed.to_vec(),
+            None => plan.command_lines(),
+        },
+        "steps": ran.map(|r| step_json(r.records)),
+    })
 }
 
 pub fn step_json(records: &[StepRecord]) -> Value {

@@ -37,7 +37,7 @@ pub struct Environment {
     pub smoke_test: bool,
     pub terraform: Terraform,
     /// Set for environments that run on the local stack (the emulator and a loopback registry).
-    pub local: Option<LocalStack>,
+    pub local: Option<LocalEndpoints>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -50,8 +50,13 @@ pub struct Terraform {
     pub vars: BTreeMap<String, String>,
 }
 
+/// Dummy keys for the local stack's AWS emulator. Not secrets: the emulator accepts any, and a
+/// developer's real credentials are never sent there.
+pub const EMULATOR_KEYS: (&str, &str) = ("testing", "testing");
+
+/// Where a local-stack environment's registry and AWS emulator listen.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LocalStack {
+pub struct LocalEndpoints {
     /// `host:port` of the loopback OCI registry that stands in for ECR's registry side.
     pub registry: String,
     /// The AWS API emulator, used as `AWS_ENDPOINT_URL`.
@@ -368,7 +373,7 @@ impl Cx<'_> {
                         ),
                     ));
                 }
-                Some(LocalStack {
+                Some(LocalEndpoints {
                     registry: host.clone(),
                     endpoint_url: url.clone(),
                 })

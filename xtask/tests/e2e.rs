@@ -2,12 +2,12 @@
 //! registry, emulator, Terraform). Each run uses a fresh environment name, so its ECR repository,
 //! registry repository, Terraform state and Lambda start empty.
 //!
-//! Without a running stack these tests fail when `CI=true` or `XTASK_E2E_REQUIRED=1`, and are
-//! skipped with a message otherwise.
+//! They are ignored by a plain `cargo test` and run by `cargo xtask ci` (`--include-ignored`);
+//! without a running stack they fail.
 
-#[allow(dead_code)]
-#[path = "../src/http.rs"]
-mod http;
+mod support;
+
+use xtask::http;
 
 use std::{
     path::{Path, PathBuf},
@@ -18,46 +18,7 @@ use std::{
 use serde_json::Value;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The running stack's record, or `None` (after failing in CI) when it is not up.
-fn stack() -> Option<Value> {
-    let path = root().join("target/local-stack/stack.json");
-    let required = std::env::var("CI").is_ok_and(|v| v == "true")
-        || std::env::var("XTASK_E2E_REQUIRED").is_ok_and(|v| v == "1");
-    let record = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok());
-    let healthy = record.as_ref().is_some_and(|r| {
-        let endpoint = r["endpoint_url"].as_str().unwrap_or_default();
-        http::request(
-            "GET",
-            &format!("{endpoint}/moto-api/"),
-            &[],
-            b"",
-            Duration::from_secs(3),
-        )
-        .is_ok()
-            && Command::new("docker")
-                .args(["info"])
-                .output()
-                .is_ok_and(|o| o.status.success())
-    });
-    match (healthy, required) {
-        (true, _) => record,
-        (false, true) => panic!(
-            "the local stack is not running ({} missing or unhealthy): run `cargo xtask local up`",
-            path.display()
-        ),
-        (false, false) => {
-            eprintln!("skipped: the local stack is not running; run `cargo xtask local up`");
-            None
-        }
-    }
+    support::root()
 }
 
 /// A settings file with one fresh local-stack environment, `e2e-<nonce>`.
@@ -103,7 +64,7 @@ impl Env {
 
     fn xtask_with(&self, args: &[&str], envs: &[(&str, &Path)]) -> Run {
         let started = Instant::now();
-        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        let out = support::xtask()
             .envs(envs.iter().map(|(k, v)| (k, v)))
             .args(args)
             .args(["--env", &self.name, "--config"])
@@ -281,8 +242,9 @@ fn normalize(line: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs the local stack (cargo xtask local up)"]
 fn image_builds_skips_rebuilds_on_change_and_uses_the_registry_cache() {
-    let Some(_stack) = stack() else { return };
+    support::stack();
     let env = Env::new("123456789012");
     // `image` needs the repository; a first deploy creates it.
     let first = env.xtask(&["deploy"]);
@@ -408,8 +370,9 @@ fn image_builds_skips_rebuilds_on_change_and_uses_the_registry_cache() {
 }
 
 #[test]
+#[ignore = "needs the local stack (cargo xtask local up)"]
 fn deploy_from_empty_then_noop_then_change_then_rollback() {
-    let Some(_stack) = stack() else { return };
+    support::stack();
     let env = Env::new("123456789012");
 
     let dry = env.xtask(&["deploy", "--dry-run"]);
@@ -517,8 +480,9 @@ fn deploy_from_empty_then_noop_then_change_then_rollback() {
 }
 
 #[test]
+#[ignore = "needs the local stack (cargo xtask local up)"]
 fn a_wrong_account_is_refused_before_any_command() {
-    let Some(_stack) = stack() else { return };
+    support::stack();
     let env = Env::new("111111111111");
     for command in ["image", "deploy"] {
         let run = env.xtask(&[command]);
@@ -550,8 +514,9 @@ fn a_wrong_account_is_refused_before_any_command() {
 }
 
 #[test]
+#[ignore = "needs the local stack (cargo xtask local up)"]
 fn a_protected_environment_applies_only_after_confirmation() {
-    let Some(_stack) = stack() else { return };
+    support::stack();
     let env = Env::new("123456789012");
     let text = std::fs::read_to_string(&env.config).unwrap();
     let header = format!("[environments.{}]", env.name);
@@ -562,7 +527,7 @@ fn a_protected_environment_applies_only_after_confirmation() {
     .unwrap();
     // Outside CI, with the answer on stdin; CI itself never asks.
     let deploy = |answer: &str| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        let mut child = support::xtask()
             .args(["deploy", "--json", "--env", &env.name, "--config"])
             .arg(&env.config)
             .env_remove("CI")

@@ -3,144 +3,30 @@
 //! registry-cache round trip; and a real Terraform apply/destroy against the emulator.
 //!
 //! Nothing is faked: the tests read `target/local-stack/stack.json` and drive
-//! docker, buildx and terraform. Without a healthy stack they skip, except under
-//! `CI=true` or `XTASK_E2E_REQUIRED=1`, where a missing stack is a failure.
+//! docker, buildx and terraform, and call the emulator through xtask's own SDK client.
+//! They are ignored by a plain `cargo test`; `cargo xtask ci` runs them.
 
-#[allow(dead_code)]
-#[path = "../src/base64.rs"]
-mod base64;
-#[allow(dead_code)]
-#[path = "../src/http.rs"]
-mod http;
+mod support;
 
-use std::path::{Path, PathBuf};
+use support::Stack;
+use xtask::aws::Aws;
+
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use serde::Deserialize;
-
-#[derive(Debug, Deserialize)]
-struct Stack {
-    registry: String,
-    endpoint_url: String,
-    tf_cli_config: PathBuf,
-    region: String,
-}
-
-const TIMEOUT: Duration = Duration::from_secs(10);
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The running stack, or why it is not usable.
-fn stack() -> Result<Stack, String> {
-    let file = repo_root().join("target/local-stack/stack.json");
-    let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let stack: Stack =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
-    let docker = Command::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .output();
-    if !docker.is_ok_and(|o| o.status.success()) {
-        return Err("the Docker engine does not answer".into());
-    }
-    match http::request(
-        "GET",
-        &format!("http://{}/v2/", stack.registry),
-        &[],
-        b"",
-        TIMEOUT,
-    ) {
-        Ok(r) if r.status == 401 => {}
-        other => return Err(format!("registry {} unhealthy: {other:?}", stack.registry)),
-    }
-    match http::request(
-        "GET",
-        &format!("{}/moto-api/", stack.endpoint_url),
-        &[],
-        b"",
-        TIMEOUT,
-    ) {
-        Ok(r) if r.status == 200 => {}
-        other => {
-            return Err(format!(
-                "emulator {} unhealthy: {other:?}",
-                stack.endpoint_url
-            ));
-        }
-    }
-    if !stack.tf_cli_config.exists() {
-        return Err(format!("{} missing", stack.tf_cli_config.display()));
-    }
-    Ok(stack)
-}
-
-/// The stack, or `None` after printing why the test is skipped; under CI it must exist.
-fn stack_or_skip() -> Option<Stack> {
-    match stack() {
-        Ok(s) => Some(s),
-        Err(why) if required() => {
-            panic!("the local stack is not up ({why}); CI runs `cargo xtask local up` first")
-        }
-        Err(why) => {
-            eprintln!("skipped: run `cargo xtask local up` ({why})");
-            None
-        }
-    }
-}
 
 fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
+    support::unique(prefix)
 }
 
-fn fake_sigv4(region: &str, service: &str) -> String {
-    format!(
-        "AWS4-HMAC-SHA256 Credential=testing/20260101/{region}/{service}/aws4_request, \
-         SignedHeaders=host, Signature=0"
-    )
-}
-
-/// An AWS JSON 1.1 call to the emulator.
-fn aws_json(stack: &Stack, service: &str, target: &str, body: &str) -> http::Response {
-    let auth = fake_sigv4(&stack.region, service);
-    http::request(
-        "POST",
-        &format!("{}/", stack.endpoint_url),
-        &[
-            ("X-Amz-Target", target),
-            ("Content-Type", "application/x-amz-json-1.1"),
-            ("Authorization", &auth),
-        ],
-        body.as_bytes(),
-        TIMEOUT,
-    )
-    .unwrap()
+/// The emulator's SDK client, as `cargo xtask` builds it.
+fn emulator(stack: &Stack) -> Aws {
+    Aws::emulator(&stack.endpoint_url, &stack.region).unwrap()
 }
 
 /// (user, password) from the emulator's ECR GetAuthorizationToken.
 fn ecr_login(stack: &Stack) -> (String, String) {
-    let r = aws_json(
-        stack,
-        "ecr",
-        "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken",
-        "{}",
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-    let token = v["authorizationData"][0]["authorizationToken"]
-        .as_str()
-        .unwrap();
-    let decoded = String::from_utf8(base64::decode(token).unwrap()).unwrap();
-    let (user, password) = decoded.split_once(':').unwrap();
-    (user.to_string(), password.to_string())
+    let token = emulator(stack).login_token().unwrap();
+    (token.username, token.password.expose().to_string())
 }
 
 /// Runs a command, failing the test with its output if it fails.
@@ -238,8 +124,9 @@ fn steps(plain: &str) -> Vec<(String, String, Outcome)> {
 }
 
 #[test]
+#[ignore = "needs the local stack (cargo xtask local up)"]
 fn registry_login_push_digest_and_cache_round_trip() {
-    let Some(stack) = stack_or_skip() else { return };
+    let stack = support::stack();
     // A private docker config keeps the test's login out of the user's ~/.docker.
     let docker_config = TempDir::new("xtask-test-docker-config");
     let docker = || {
@@ -385,8 +272,9 @@ fn registry_login_push_digest_and_cache_round_trip() {
 }
 
 #[test]
+#[ignore = "needs the local stack (cargo xtask local up)"]
 fn terraform_applies_and_destroys_an_ecr_repository() {
-    let Some(stack) = stack_or_skip() else { return };
+    let stack = support::stack();
     let dir = TempDir::new("xtask-test-terraform");
     let name = unique("xtask-test-repo");
     std::fs::write(
@@ -440,31 +328,18 @@ output "repository_url" {{
     terraform(&["init", "-no-color"]);
     terraform(&["apply", "-auto-approve", "-no-color"]);
 
-    let describe = || {
-        aws_json(
-            &stack,
-            "ecr",
-            "AmazonEC2ContainerRegistry_V20150921.DescribeRepositories",
-            &format!(r#"{{"repositoryNames":["{name}"]}}"#),
-        )
-    };
-    let r = describe();
-    assert_eq!(
-        r.status,
-        200,
-        "DescribeRepositories after apply: {}",
-        r.text()
+    let aws = emulator(&stack);
+    assert!(
+        aws.repository_exists(&name).unwrap(),
+        "DescribeRepositories finds no {name} after apply"
     );
-    assert!(r.text().contains(&name), "{}", r.text());
     let url = terraform(&["output", "-raw", "repository_url"]);
     assert!(String::from_utf8_lossy(&url.stdout).ends_with(&format!("/{name}")));
 
     terraform(&["destroy", "-auto-approve", "-no-color"]);
-    let r = describe();
     assert!(
-        r.text().contains("RepositoryNotFoundException"),
-        "repository still exists after destroy: {}",
-        r.text()
+        !aws.repository_exists(&name).unwrap(),
+        "repository {name} still exists after destroy"
     );
 }
 
@@ -485,10 +360,4 @@ fn classifies_plain_progress() {
             Outcome::Executed
         ]
     );
-}
-
-/// Under CI (`CI=true`) or `cargo xtask ci` (`XTASK_E2E_REQUIRED=1`) a missing stack is a failure.
-fn required() -> bool {
-    matches!(std::env::var("CI").as_deref(), Ok("true" | "1"))
-        || std::env::var("XTASK_E2E_REQUIRED").as_deref() == Ok("1")
 }

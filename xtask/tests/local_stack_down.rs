@@ -1,32 +1,16 @@
 //! `cargo xtask local down` stops every process `local up` recorded, and closes its ports.
 //!
-//! The test brings the stack back up afterwards (other tests and people share
-//! it), unless `XTASK_LOCAL_DOWN_NO_RESTORE=1`. Without a running stack it
-//! skips, except under `CI=true` or `XTASK_E2E_REQUIRED=1`, where that is a failure.
+//! No test stops a stack it did not start: this one runs only when the caller says the stack
+//! is its own to stop (`XTASK_TEST_MAY_STOP_STACK=1`, which `cargo xtask ci` sets for the stack
+//! it brought up), and it brings the stack back up afterwards, unless
+//! `XTASK_LOCAL_DOWN_NO_RESTORE=1`. It is ignored by a plain `cargo test`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use serde::Deserialize;
+mod support;
 
-#[derive(Debug, Deserialize)]
-struct Stack {
-    registry: String,
-    endpoint_url: String,
-    pids: std::collections::BTreeMap<String, u32>,
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn stack_file() -> PathBuf {
-    repo_root().join("target/local-stack/stack.json")
-}
+use support::stack_file;
 
 /// A process is alive if it has a command line (zombies and dead pids have none).
 fn alive(pid: u32) -> bool {
@@ -39,9 +23,8 @@ fn port_open(hostport: &str) -> bool {
 }
 
 fn xtask(args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let out = support::xtask()
         .args(args)
-        .current_dir(repo_root())
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -57,23 +40,16 @@ fn xtask(args: &[&str]) {
 }
 
 #[test]
+#[ignore = "needs the local stack (cargo xtask local up)"]
 fn down_stops_every_recorded_process() {
-    let stack: Stack = match std::fs::read_to_string(stack_file()) {
-        Ok(text) => serde_json::from_str(&text).unwrap(),
-        Err(e) if required() => {
-            panic!(
-                "the local stack is not up ({}: {e}); CI runs `cargo xtask local up` first",
-                stack_file().display()
-            )
-        }
-        Err(e) => {
-            eprintln!(
-                "skipped: run `cargo xtask local up` ({}: {e})",
-                stack_file().display()
-            );
-            return;
-        }
-    };
+    assert_eq!(
+        std::env::var("XTASK_TEST_MAY_STOP_STACK").as_deref(),
+        Ok("1"),
+        "refusing to stop a local stack this test run did not start: `cargo xtask ci` runs this \
+         test for the stack it brought up (or set XTASK_TEST_MAY_STOP_STACK=1 if the stack is \
+         yours to stop)"
+    );
+    let stack = support::stack();
     let running: Vec<(&String, &u32)> = stack.pids.iter().filter(|(_, p)| alive(**p)).collect();
     assert!(
         !running.is_empty(),
@@ -113,10 +89,4 @@ fn down_stops_every_recorded_process() {
         xtask(&["local", "up"]);
         xtask(&["local", "status"]);
     }
-}
-
-/// Under CI (`CI=true`) or `cargo xtask ci` (`XTASK_E2E_REQUIRED=1`) a missing stack is a failure.
-fn required() -> bool {
-    matches!(std::env::var("CI").as_deref(), Ok("true" | "1"))
-        || std::env::var("XTASK_E2E_REQUIRED").as_deref() == Ok("1")
 }

@@ -1,7 +1,6 @@
 //! The AWS API emulator (moto server) and what the stack asks of it: the ECR
 //! login token and the Terraform state bucket.
 
-use crate::base64;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,14 +10,16 @@ use anyhow::{Context, bail};
 use xshell::cmd;
 
 use super::process::{self, MOTO};
-use super::{Ctx, LocalConfig, Report, fake_sigv4, step};
+use super::{Config, Ctx, Health, fake_sigv4, step};
+use crate::aws::Aws;
 use crate::http;
+use crate::secret::Secret;
 
 /// The moto release the project is tested against, for the project-local virtualenv.
 const MOTO_REQUIREMENT: &str = "moto[server]==5.2.1";
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-fn healthy(cfg: &LocalConfig) -> bool {
+fn healthy(cfg: &Config) -> bool {
     http::request(
         "GET",
         &format!("{}/moto-api/", cfg.endpoint_url),
@@ -29,46 +30,17 @@ fn healthy(cfg: &LocalConfig) -> bool {
     .is_ok_and(|r| r.status == 200)
 }
 
-/// The registry credentials that ECR `GetAuthorizationToken` hands out, as
-/// (user, password). The password is a secret by contract: never print it.
-pub(crate) fn ecr_credentials(cfg: &LocalConfig) -> anyhow::Result<(String, String)> {
-    let auth = fake_sigv4(&cfg.region, "ecr");
-    let r = http::request(
-        "POST",
-        &format!("{}/", cfg.endpoint_url),
-        &[
-            (
-                "X-Amz-Target",
-                "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken",
-            ),
-            ("Content-Type", "application/x-amz-json-1.1"),
-            ("Authorization", &auth),
-        ],
-        b"{}",
-        TIMEOUT,
-    )
-    .context("ECR GetAuthorizationToken")?;
-    if r.status != 200 {
-        bail!(
-            "ECR GetAuthorizationToken answered HTTP {}: {}",
-            r.status,
-            r.text()
-        );
-    }
-    let v: serde_json::Value = serde_json::from_slice(&r.body)
-        .context("ECR GetAuthorizationToken: response is not JSON")?;
-    let token = v["authorizationData"][0]["authorizationToken"]
-        .as_str()
-        .context("ECR GetAuthorizationToken: no authorizationData[0].authorizationToken")?;
-    let decoded = String::from_utf8(base64::decode(token)?).context("ECR token is not UTF-8")?;
-    let (user, password) = decoded
-        .split_once(':')
-        .context("ECR token does not decode to user:password")?;
-    Ok((user.to_string(), password.to_string()))
+/// The registry credentials that the emulator's ECR `GetAuthorizationToken` hands out, through
+/// the same SDK client `image` and `deploy` use.
+pub(crate) fn ecr_credentials(cfg: &Config) -> anyhow::Result<(String, Secret)> {
+    let token = Aws::emulator(&cfg.endpoint_url, &cfg.region)?
+        .login_token()
+        .context("the emulator's ECR GetAuthorizationToken")?;
+    Ok((token.username, token.password))
 }
 
 /// Creates the Terraform state bucket; an existing one is fine.
-fn create_bucket(cfg: &LocalConfig) -> anyhow::Result<()> {
+fn create_bucket(cfg: &Config) -> anyhow::Result<()> {
     let auth = fake_sigv4(&cfg.region, "s3");
     // Outside us-east-1, S3 requires the region in the body.
     let body = if cfg.region == "us-east-1" {
@@ -99,7 +71,7 @@ fn create_bucket(cfg: &LocalConfig) -> anyhow::Result<()> {
     )
 }
 
-fn bucket_exists(cfg: &LocalConfig) -> bool {
+fn bucket_exists(cfg: &Config) -> bool {
     let auth = fake_sigv4(&cfg.region, "s3");
     let url = format!("{}/{}", cfg.endpoint_url, cfg.state_bucket);
     http::request("HEAD", &url, &[("Authorization", &auth)], b"", TIMEOUT)
@@ -142,7 +114,7 @@ pub(crate) fn ensure(
     ctx: &mut Ctx<'_>,
     addr: SocketAddr,
     pids: &mut BTreeMap<String, u32>,
-) -> anyhow::Result<Report> {
+) -> anyhow::Result<Health> {
     let started = Instant::now();
     let cfg = ctx.cfg;
     let args = vec![
@@ -182,7 +154,7 @@ pub(crate) fn ensure(
         ));
     }
     let (user, _password) = ecr_credentials(cfg)?;
-    Ok(Report {
+    Ok(Health {
         name: "emulator",
         address: cfg.endpoint_url.clone(),
         healthy: true,
@@ -194,7 +166,7 @@ pub(crate) fn ensure(
     })
 }
 
-pub(crate) fn status(ctx: &Ctx<'_>, addr: SocketAddr) -> Report {
+pub(crate) fn status(ctx: &Ctx<'_>, addr: SocketAddr) -> Health {
     let started = Instant::now();
     let cfg = ctx.cfg;
     let (healthy, health) = match process::recorded(&ctx.paths, &MOTO) {
@@ -219,7 +191,7 @@ pub(crate) fn status(ctx: &Ctx<'_>, addr: SocketAddr) -> Report {
             ),
         },
     };
-    Report {
+    Health {
         name: "emulator",
         address: cfg.endpoint_url.clone(),
         healthy,

@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use xshell::{Shell, cmd};
 
 use super::process::{self, CONTAINERD, DOCKERD};
-use super::{Ctx, Report, step};
+use super::{Ctx, Health, step};
 
 const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
 const DAEMON_JSON: &str = "/etc/docker/daemon.json";
@@ -74,7 +74,7 @@ fn summary(sh: &Shell) -> String {
 pub(crate) fn ensure(
     ctx: &mut Ctx<'_>,
     pids: &mut BTreeMap<String, u32>,
-) -> anyhow::Result<Report> {
+) -> anyhow::Result<Health> {
     let started = Instant::now();
     let sh = ctx.sh;
     let record = |pids: &mut BTreeMap<String, u32>, ctx: &Ctx<'_>| {
@@ -111,7 +111,7 @@ pub(crate) fn ensure(
         } else {
             "NO containerd store"
         };
-        return Ok(Report {
+        return Ok(Health {
             name: "docker",
             address: ADDRESS.into(),
             healthy: true,
@@ -203,7 +203,7 @@ pub(crate) fn ensure(
         );
     }
     record(pids, ctx);
-    Ok(Report {
+    Ok(Health {
         name: "docker",
         address: ADDRESS.into(),
         healthy: true,
@@ -257,7 +257,7 @@ fn merge_daemon_json() -> anyhow::Result<bool> {
     )
 }
 
-pub(crate) fn status(ctx: &Ctx<'_>) -> Report {
+pub(crate) fn status(ctx: &Ctx<'_>) -> Health {
     let started = Instant::now();
     let sh = ctx.sh;
     let pids: Vec<String> = [CONTAINERD, DOCKERD]
@@ -287,7 +287,7 @@ pub(crate) fn status(ctx: &Ctx<'_>) -> Report {
             format!("healthy: {}, containerd store, {who}", summary(sh)),
         )
     };
-    Report {
+    Health {
         name: "docker",
         address: ADDRESS.into(),
         healthy,

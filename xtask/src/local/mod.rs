@@ -9,8 +9,8 @@
 mod apt;
 mod emulator;
 mod engine;
+mod oci_registry;
 mod process;
-mod registry;
 mod standins;
 mod terraform;
 
@@ -25,7 +25,7 @@ use xshell::Shell;
 
 /// Settings for the `local` environment, built by the caller from `infrastructure/environments.toml`.
 #[derive(Debug, Clone)]
-pub struct LocalConfig {
+pub struct Config {
     /// `host:port` of the OCI registry, loopback only (e.g. `127.0.0.1:5000`).
     pub registry: String,
     /// Base URL of the AWS API emulator (e.g. `http://127.0.0.1:4566`).
@@ -39,7 +39,7 @@ pub struct LocalConfig {
 
 /// What a caller needs to use the running stack.
 #[derive(Debug, Clone)]
-pub struct LocalStack {
+pub struct Running {
     // Part of the contract for callers that connect to the stack; the CLI
     // itself currently needs only the Terraform config.
     #[allow(dead_code)]
@@ -119,13 +119,13 @@ impl Paths {
 /// State shared by the steps of one `up`/`status` run.
 pub(crate) struct Ctx<'a> {
     pub sh: &'a Shell,
-    pub cfg: &'a LocalConfig,
+    pub cfg: &'a Config,
     pub paths: Paths,
     pub apt: apt::Apt,
 }
 
 /// One component's outcome, printed as one line.
-pub(crate) struct Report {
+pub(crate) struct Health {
     pub name: &'static str,
     pub address: String,
     pub healthy: bool,
@@ -133,7 +133,7 @@ pub(crate) struct Report {
     pub elapsed: Duration,
 }
 
-impl Report {
+impl Health {
     /// All report lines go to stderr, so that a caller's `--json` result keeps
     /// stdout to itself.
     fn line(&self) -> String {
@@ -156,7 +156,7 @@ pub(crate) fn step(msg: impl std::fmt::Display) {
     eprintln!("  -> {msg}");
 }
 
-fn check_config(cfg: &LocalConfig) -> anyhow::Result<(SocketAddr, SocketAddr)> {
+fn check_config(cfg: &Config) -> anyhow::Result<(SocketAddr, SocketAddr)> {
     let registry =
         loopback(&cfg.registry).with_context(|| format!("local.registry = {:?}", cfg.registry))?;
     let endpoint = cfg
@@ -194,7 +194,7 @@ fn loopback(hostport: &str) -> anyhow::Result<SocketAddr> {
 
 /// Brings every component up (installing what is missing where allowed) and
 /// prints one line per component. Idempotent: with everything healthy it only checks.
-pub fn up(sh: &Shell, cfg: &LocalConfig) -> anyhow::Result<LocalStack> {
+pub fn up(sh: &Shell, cfg: &Config) -> anyhow::Result<Running> {
     let started = Instant::now();
     let (registry_addr, endpoint_addr) = check_config(cfg)?;
     let paths = Paths::new(sh);
@@ -218,8 +218,8 @@ pub fn up(sh: &Shell, cfg: &LocalConfig) -> anyhow::Result<LocalStack> {
     let r =
         emulator::ensure(&mut ctx, endpoint_addr, &mut pids).context("local stack: emulator")?;
     r.print();
-    let r =
-        registry::ensure(&mut ctx, registry_addr, &mut pids).context("local stack: registry")?;
+    let r = oci_registry::ensure(&mut ctx, registry_addr, &mut pids)
+        .context("local stack: registry")?;
     r.print();
     let (r, tf_cli_config) = terraform::ensure(&mut ctx).context("local stack: terraform")?;
     r.print();
@@ -241,7 +241,7 @@ pub fn up(sh: &Shell, cfg: &LocalConfig) -> anyhow::Result<LocalStack> {
         started.elapsed().as_secs_f64(),
         ctx.paths.dir.display()
     );
-    Ok(LocalStack {
+    Ok(Running {
         registry: cfg.registry.clone(),
         endpoint_url: cfg.endpoint_url.clone(),
         tf_cli_config,
@@ -251,7 +251,7 @@ pub fn up(sh: &Shell, cfg: &LocalConfig) -> anyhow::Result<LocalStack> {
 /// Stops the processes `up` started (registry, emulator, then the engine if
 /// `up` started it), leaving anything else alone. Registry data persists;
 /// the emulator's state is in memory and goes with its process.
-pub fn down(sh: &Shell, cfg: &LocalConfig) -> anyhow::Result<()> {
+pub fn down(sh: &Shell, cfg: &Config) -> anyhow::Result<()> {
     let _ = cfg;
     let paths = Paths::new(sh);
     // Order matters: dockerd needs containerd to stop its containers cleanly.
@@ -281,7 +281,7 @@ pub fn down(sh: &Shell, cfg: &LocalConfig) -> anyhow::Result<()> {
 }
 
 /// Prints each component's state; `Ok(true)` when every part is healthy.
-pub fn status(sh: &Shell, cfg: &LocalConfig) -> anyhow::Result<bool> {
+pub fn status(sh: &Shell, cfg: &Config) -> anyhow::Result<bool> {
     let (registry_addr, endpoint_addr) = check_config(cfg)?;
     let paths = Paths::new(sh);
     let apt = apt::Apt::new(paths.log("apt"));
@@ -294,7 +294,7 @@ pub fn status(sh: &Shell, cfg: &LocalConfig) -> anyhow::Result<bool> {
     let reports = [
         engine::status(&ctx),
         emulator::status(&ctx, endpoint_addr),
-        registry::status(&ctx, registry_addr),
+        oci_registry::status(&ctx, registry_addr),
         terraform::status(&ctx),
         standins::status(&ctx),
     ];
@@ -330,8 +330,8 @@ pub(crate) fn fake_sigv4(region: &str, service: &str) -> String {
 mod tests {
     use super::*;
 
-    fn cfg() -> LocalConfig {
-        LocalConfig {
+    fn cfg() -> Config {
+        Config {
             registry: "127.0.0.1:5000".into(),
             endpoint_url: "http://127.0.0.1:4566".into(),
             account_id: "123456789012".into(),

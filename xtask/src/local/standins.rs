@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use xshell::{Shell, cmd};
 
-use super::{Ctx, Report, apt, step};
+use super::{Ctx, Health, apt, step};
 
 pub(crate) const PYTHON: &str = "python:3.13-slim";
 pub(crate) const ADAPTER: &str = "public.ecr.aws/awsguru/aws-lambda-adapter:0.9.1";
@@ -370,11 +370,11 @@ fn import(root: &Path, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn ensure(ctx: &mut Ctx<'_>, build: Option<AdapterBuild>) -> anyhow::Result<Report> {
+pub(crate) fn ensure(ctx: &mut Ctx<'_>, build: Option<AdapterBuild>) -> anyhow::Result<Health> {
     let started = Instant::now();
     ensure_python(ctx).with_context(|| format!("base image {PYTHON}"))?;
     ensure_adapter(ctx, build).with_context(|| format!("base image {ADAPTER}"))?;
-    Ok(Report {
+    Ok(Health {
         name: "base-images",
         address: "docker engine".into(),
         healthy: true,
@@ -387,10 +387,10 @@ pub(crate) fn ensure(ctx: &mut Ctx<'_>, build: Option<AdapterBuild>) -> anyhow::
     })
 }
 
-pub(crate) fn status(ctx: &Ctx<'_>) -> Report {
+pub(crate) fn status(ctx: &Ctx<'_>) -> Health {
     let started = Instant::now();
     let healthy = image_present(ctx.sh, PYTHON) && image_present(ctx.sh, ADAPTER);
-    Report {
+    Health {
         name: "base-images",
         address: "docker engine".into(),
         healthy,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use xshell::cmd;
 
-use super::{Ctx, Report, step};
+use super::{Ctx, Health, step};
 
 const PROVIDER: &str = "registry.terraform.io/hashicorp/aws";
 const INSTALL_HINT: &str = "install Terraform 1.5 or newer: https://developer.hashicorp.com/terraform/install \
@@ -191,7 +191,7 @@ fn probe(ctx: &Ctx<'_>, rc: &Path, rc_text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn ensure(ctx: &mut Ctx<'_>) -> anyhow::Result<(Report, PathBuf)> {
+pub(crate) fn ensure(ctx: &mut Ctx<'_>) -> anyhow::Result<(Health, PathBuf)> {
     let started = Instant::now();
     let version = terraform_version(ctx)?;
     let mirror = find_mirror(ctx)?;
@@ -209,7 +209,7 @@ pub(crate) fn ensure(ctx: &mut Ctx<'_>) -> anyhow::Result<(Report, PathBuf)> {
         ),
         None => "no mirror: providers from registry.terraform.io".to_string(),
     };
-    let report = Report {
+    let report = Health {
         name: "terraform",
         address: rc.to_string_lossy().into_owned(),
         healthy: true,
@@ -219,7 +219,7 @@ pub(crate) fn ensure(ctx: &mut Ctx<'_>) -> anyhow::Result<(Report, PathBuf)> {
     Ok((report, rc))
 }
 
-pub(crate) fn status(ctx: &Ctx<'_>) -> Report {
+pub(crate) fn status(ctx: &Ctx<'_>) -> Health {
     let started = Instant::now();
     let rc = ctx.paths.terraform_rc();
     let rc_text = std::fs::read_to_string(&rc).ok();
@@ -242,7 +242,7 @@ pub(crate) fn status(ctx: &Ctx<'_>) -> Report {
             format!("unchecked: terraform {v}, init not yet verified"),
         ),
     };
-    Report {
+    Health {
         name: "terraform",
         address: rc.to_string_lossy().into_owned(),
         healthy,

@@ -5,11 +5,11 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::image::{self, Facts, Options};
+use super::image::{self, Options};
 use super::{Action, DIGEST, NOW, Plan, Slot, Step, When};
-use crate::aws::EMULATOR_KEYS;
+use crate::facts::Facts;
 use crate::paths;
-use crate::settings::Environment;
+use crate::settings::{EMULATOR_KEYS, Environment};
 use crate::tools::{docker, terraform};
 
 /// The environment every Terraform command runs with.

@@ -5,20 +5,10 @@ use anyhow::{Result, bail};
 #[cfg(test)]
 use super::CmdLine;
 use super::{Action, CONTAINER, DIGEST, Plan, Slot, Step, When};
-use crate::facts::{Builder, Git, Tool};
+use crate::facts::{Facts, Git};
 use crate::paths;
 use crate::settings::Environment;
 use crate::tools::docker;
-
-/// Facts an image plan is decided from.
-#[derive(Debug, Clone)]
-pub struct Facts {
-    pub tools: Vec<(Tool, String)>,
-    pub git: Git,
-    pub builder: Builder,
-    /// The image's platform is this machine's, so the smoke test can run it.
-    pub host_runs: bool,
-}
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
@@ -202,6 +192,7 @@ pub(crate) mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::facts::{Builder, Tool};
     use crate::settings::Settings;
 
     pub fn settings() -> Settings {

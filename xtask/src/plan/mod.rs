@@ -12,14 +12,7 @@ use std::fmt;
 
 use crate::settings::Platform;
 
-/// The digest the build reported, or the one already in the registry.
-pub const DIGEST: &str = "<digest>";
-/// The digest the `live` tag pointed at before this deploy.
-pub const LIVE_DIGEST: &str = "<live-digest>";
-/// The id of the container the smoke test started.
-pub const CONTAINER: &str = "<container>";
-/// UTC time when the step runs, as `YYYYMMDDTHHMMSSZ`.
-pub const NOW: &str = "<now>";
+pub use crate::cmdline::{CONTAINER, CmdLine, DIGEST, LIVE_DIGEST, NOW};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -131,78 +124,6 @@ pub enum Slot {
     Digest,
     /// The image that was live before: `<live-digest>`.
     LiveDigest,
-}
-
-/// One external command: program, arguments and environment, with placeholders.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct CmdLine {
-    pub program: String,
-    pub args: Vec<String>,
-    /// Extra environment for this command only. Never holds a secret.
-    pub env: Vec<(String, String)>,
-}
-
-impl CmdLine {
-    pub fn new(program: &str) -> CmdLine {
-        CmdLine {
-            program: program.to_string(),
-            ..CmdLine::default()
-        }
-    }
-    pub fn arg(mut self, arg: impl Into<String>) -> CmdLine {
-        self.args.push(arg.into());
-        self
-    }
-    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> CmdLine {
-        self.args.extend(args.into_iter().map(Into::into));
-        self
-    }
-    pub fn env(mut self, env: &[(String, String)]) -> CmdLine {
-        self.env.extend(env.iter().cloned());
-        self
-    }
-    /// Replaces each placeholder by its value.
-    pub fn resolve(&self, values: &[(&str, &str)]) -> CmdLine {
-        let fill = |s: &String| {
-            values
-                .iter()
-                .fold(s.clone(), |acc, (name, value)| acc.replace(name, value))
-        };
-        CmdLine {
-            program: self.program.clone(),
-            args: self.args.iter().map(fill).collect(),
-            env: self.env.iter().map(|(k, v)| (k.clone(), fill(v))).collect(),
-        }
-    }
-    /// The xshell command, rooted at the shell's directory (the repository root).
-    pub fn to_cmd<'a>(&self, sh: &'a xshell::Shell) -> xshell::Cmd<'a> {
-        let mut cmd = sh.cmd(&self.program).args(&self.args);
-        for (key, value) in &self.env {
-            cmd = cmd.env(key, value);
-        }
-        cmd
-    }
-    pub fn placeholders(&self) -> Vec<&'static str> {
-        [DIGEST, LIVE_DIGEST, NOW, CONTAINER]
-            .into_iter()
-            .filter(|p| self.args.iter().any(|a| a.contains(p)))
-            .collect()
-    }
-}
-
-/// Printed exactly as xshell prints a `Cmd`, so a dry run, a log line and a test agree.
-impl fmt::Display for CmdLine {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.program)?;
-        for arg in &self.args {
-            if arg.chars().any(|c| c.is_ascii_whitespace()) {
-                write!(f, " \"{}\"", arg.escape_default())?;
-            } else {
-                write!(f, " {arg}")?;
-            }
-        }
-        Ok(())
-    }
 }
 
 impl Action {
@@ -345,25 +266,5 @@ impl fmt::Display for Plan {
             writeln!(f, "  finally: delete {file}")?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cmdline_display_matches_xshell() {
-        let sh = xshell::Shell::new().unwrap();
-        let line = CmdLine::new("docker").args(["buildx", "build", "--label", "a b", "x=<digest>"]);
-        assert_eq!(line.to_string(), line.to_cmd(&sh).to_string());
-        assert_eq!(
-            line.to_string(),
-            "docker buildx build --label \"a b\" x=<digest>"
-        );
-        let resolved = line.resolve(&[(DIGEST, "sha256:ab")]);
-        assert_eq!(resolved.args[4], "x=sha256:ab");
-        assert_eq!(line.placeholders(), [DIGEST]);
-        assert!(resolved.placeholders().is_empty());
     }
 }

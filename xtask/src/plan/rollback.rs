@@ -3,8 +3,9 @@
 use std::path::Path;
 
 use super::deploy::{DeployOptions, release_steps, terraform_env, with_saved_plan};
-use super::image::{self, Facts};
+use super::image;
 use super::{Action, Plan, Slot, Step};
+use crate::facts::Facts;
 use crate::settings::Environment;
 use crate::tools::terraform;
 

@@ -1,6 +1,9 @@
 //! `docker` and `docker buildx` command lines.
 
-use crate::plan::CmdLine;
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use crate::cmdline::CmdLine;
 use crate::settings::Platform;
 
 /// `docker login` reading the password from stdin, never from argv.
@@ -92,4 +95,159 @@ pub fn logs(container: &str) -> CmdLine {
 
 pub fn remove(container: &str) -> CmdLine {
     CmdLine::new("docker").args(["rm", "--force", container])
+}
+
+/// Every manifest kind a single-platform image or an index can have.
+pub const MANIFEST_TYPES: [&str; 4] = [
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+
+/// The single-image manifest kinds Lambda accepts.
+const IMAGE_MANIFESTS: [&str; 2] = [MANIFEST_TYPES[0], MANIFEST_TYPES[1]];
+
+/// A reference as the registry describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inspected {
+    pub media_type: String,
+    pub digest: String,
+    pub architecture: Option<String>,
+    pub os: Option<String>,
+}
+
+/// What `imagetools inspect --format '{{json .}}'` prints, as far as xtask reads it.
+#[derive(Deserialize)]
+struct InspectJson {
+    name: Option<String>,
+    manifest: Option<Descriptor>,
+    /// For an index this is a map of platforms, not one config: only a single image's is read.
+    image: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Descriptor {
+    #[serde(rename = "mediaType")]
+    media_type: String,
+    digest: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ImageConfig {
+    architecture: Option<String>,
+    os: Option<String>,
+}
+
+/// Parses `docker buildx imagetools inspect REF --format '{{json .}}'`.
+pub fn parse_inspect(text: &str) -> Result<Inspected> {
+    let parsed: InspectJson = serde_json::from_str(text)
+        .context("imagetools inspect printed no JSON (or not the expected shape)")?;
+    let manifest = parsed
+        .manifest
+        .context("imagetools inspect printed no manifest descriptor")?;
+    let digest = manifest
+        .digest
+        .or_else(|| {
+            parsed
+                .name
+                .as_deref()
+                .and_then(|n| n.split_once('@'))
+                .map(|(_, d)| d.to_string())
+        })
+        .context("imagetools inspect gave no digest")?;
+    // An index's `image` maps platforms to configs; it then has no single architecture.
+    let config = parsed
+        .image
+        .and_then(|v| serde_json::from_value::<ImageConfig>(v).ok());
+    Ok(Inspected {
+        media_type: manifest.media_type,
+        digest,
+        architecture: config.as_ref().and_then(|c| c.architecture.clone()),
+        os: config.and_then(|c| c.os),
+    })
+}
+
+/// Lambda takes a single-platform image manifest, for its architecture, with the pushed digest.
+pub fn verify_manifest(found: &Inspected, expected_digest: &str, platform: Platform) -> Result<()> {
+    if !IMAGE_MANIFESTS.contains(&found.media_type.as_str()) {
+        bail!(
+            "the registry holds a {} (not a single image manifest): Lambda rejects image indexes; \
+             build with --provenance=false --sbom=false and a single --platform",
+            found.media_type
+        );
+    }
+    if found.digest != expected_digest {
+        bail!(
+            "the registry's digest {} is not the one the build reported ({expected_digest}): \
+             another push raced this one or the registry rewrote the manifest",
+            found.digest
+        );
+    }
+    if found.architecture.as_deref() != Some(platform.oci_arch())
+        || found.os.as_deref() != Some("linux")
+    {
+        bail!(
+            "the image is for {}/{}, but the settings' platform is {platform}",
+            found.os.as_deref().unwrap_or("?"),
+            found.architecture.as_deref().unwrap_or("?")
+        );
+    }
+    Ok(())
+}
+
+/// What buildx's `--metadata-file` holds, as far as xtask reads it.
+#[derive(Deserialize)]
+pub struct BuildMetadata {
+    #[serde(rename = "containerimage.digest")]
+    pub digest: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifests_are_checked() {
+        let good = Inspected {
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            digest: "sha256:aa".into(),
+            architecture: Some("amd64".into()),
+            os: Some("linux".into()),
+        };
+        verify_manifest(&good, "sha256:aa", Platform::Amd64).unwrap();
+        let e = verify_manifest(&good, "sha256:bb", Platform::Amd64)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not the one the build reported"), "{e}");
+        let e = verify_manifest(&good, "sha256:aa", Platform::Arm64)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("platform is linux/arm64"), "{e}");
+        let index = Inspected {
+            media_type: "application/vnd.oci.image.index.v1+json".into(),
+            ..good
+        };
+        let e = verify_manifest(&index, "sha256:aa", Platform::Amd64)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("Lambda rejects image indexes"), "{e}");
+    }
+
+    #[test]
+    fn inspect_output_parses_for_images_and_indexes() {
+        let image = r#"{"name":"r/x:t","manifest":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:aa","size":1},"image":{"architecture":"amd64","os":"linux","config":{}}}"#;
+        let got = parse_inspect(image).unwrap();
+        assert_eq!(got.digest, "sha256:aa");
+        assert_eq!(got.architecture.as_deref(), Some("amd64"));
+        let index = r#"{"name":"r/x:t","manifest":{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"sha256:bb","manifests":[]},"image":{"linux/amd64":{"architecture":"amd64"}}}"#;
+        let got = parse_inspect(index).unwrap();
+        assert_eq!(got.media_type, "application/vnd.oci.image.index.v1+json");
+        assert_eq!(got.architecture, None);
+        assert!(
+            parse_inspect(r#"{"name":"x"}"#).is_err(),
+            "no manifest is an error, not an empty string"
+        );
+        assert!(parse_inspect("not json").is_err());
+    }
 }

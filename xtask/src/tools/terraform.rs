@@ -1,6 +1,11 @@
 //! `terraform` command lines. Every one runs with `-chdir` into the environment's directory.
 
-use crate::plan::CmdLine;
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+use crate::cmdline::CmdLine;
 use crate::settings::Environment;
 
 /// The saved plan's file name, relative to the Terraform directory.
@@ -94,4 +99,104 @@ pub fn apply(env: &Environment, process_env: &[(String, String)]) -> CmdLine {
 
 pub fn output(env: &Environment, process_env: &[(String, String)]) -> CmdLine {
     terraform(env, process_env, "output").args(["-json", "-no-color"])
+}
+
+/// `terraform show -json PLAN`, as far as the summary reads it.
+#[derive(Deserialize)]
+struct ShowJson {
+    #[serde(default)]
+    resource_changes: Vec<ResourceChange>,
+}
+
+#[derive(Deserialize)]
+struct ResourceChange {
+    address: String,
+    change: Change,
+}
+
+#[derive(Deserialize)]
+struct Change {
+    actions: Vec<String>,
+}
+
+/// `terraform show -json` → one line per resource change, then the totals.
+pub fn summarize_plan(json: &str) -> Result<Vec<String>> {
+    let plan: ShowJson =
+        serde_json::from_str(json).context("terraform show -json is not the expected JSON")?;
+    let mut lines = Vec::new();
+    let (mut add, mut change, mut destroy) = (0, 0, 0);
+    for rc in plan.resource_changes {
+        let actions: Vec<&str> = rc.change.actions.iter().map(String::as_str).collect();
+        let symbol = match actions.as_slice() {
+            ["no-op"] | ["read"] => continue,
+            ["create"] => {
+                add += 1;
+                "+"
+            }
+            ["update"] => {
+                change += 1;
+                "~"
+            }
+            ["delete"] => {
+                destroy += 1;
+                "-"
+            }
+            _ => {
+                add += 1;
+                destroy += 1;
+                "-/+"
+            }
+        };
+        lines.push(format!("{symbol} {}", rc.address));
+    }
+    lines.push(format!(
+        "plan: {add} to add, {change} to change, {destroy} to destroy"
+    ));
+    Ok(lines)
+}
+
+/// One `terraform output -json` value.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct OutputValue {
+    pub value: serde_json::Value,
+}
+
+/// `terraform output -json`: output name → value.
+pub type Outputs = BTreeMap<String, OutputValue>;
+
+pub fn parse_outputs(json: &str) -> Result<Outputs> {
+    serde_json::from_str(json).context("terraform output -json is not the expected JSON")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_summaries_count_changes() {
+        let json = r#"{"resource_changes":[
+            {"address":"aws_lambda_function.this","change":{"actions":["update"]}},
+            {"address":"aws_ecr_repository.this","change":{"actions":["no-op"]}},
+            {"address":"aws_lambda_function_url.this","change":{"actions":["create"]}},
+            {"address":"aws_iam_role.x","change":{"actions":["delete","create"]}}]}"#;
+        assert_eq!(
+            summarize_plan(json).unwrap(),
+            [
+                "~ aws_lambda_function.this",
+                "+ aws_lambda_function_url.this",
+                "-/+ aws_iam_role.x",
+                "plan: 2 to add, 1 to change, 1 to destroy"
+            ]
+        );
+        assert!(summarize_plan(r#"{"resource_changes":[{"address":"x"}]}"#).is_err());
+    }
+
+    #[test]
+    fn outputs_parse() {
+        let o = parse_outputs(
+            r#"{"function_url":{"sensitive":false,"type":"string","value":"http://x/"}}"#,
+        )
+        .unwrap();
+        assert_eq!(o["function_url"].value, "http://x/");
+    }
 }

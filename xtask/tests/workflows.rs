@@ -17,9 +17,9 @@ use std::path::Path;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
-use crate::paths;
-use crate::settings::Settings;
+use xtask::cli::{Cli, Command};
+use xtask::paths;
+use xtask::settings::Settings;
 
 // ---------------------------------------------------------------------------------------------
 // A minimal block-YAML reader.

@@ -2,7 +2,6 @@
 //! in for ECR's registry side, with htpasswd auth holding exactly the
 //! credentials the emulator's ECR GetAuthorizationToken hands out.
 
-use crate::base64;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -12,8 +11,9 @@ use anyhow::{Context, bail};
 use xshell::{Shell, cmd};
 
 use super::process::{self, REGISTRY};
-use super::{Ctx, Paths, Report, emulator, step};
+use super::{Ctx, Health, Paths, emulator, step};
 use crate::http;
+use crate::secret::Secret;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -36,11 +36,11 @@ fn config_yaml(paths: &Paths, addr: SocketAddr) -> String {
 
 /// Makes the htpasswd file hold `user`/`password` (bcrypt); returns whether it changed.
 /// The password only ever travels on stdin, never on argv or in logs.
-fn ensure_htpasswd(sh: &Shell, file: &Path, user: &str, password: &str) -> anyhow::Result<bool> {
+fn ensure_htpasswd(sh: &Shell, file: &Path, user: &str, password: &Secret) -> anyhow::Result<bool> {
     // bcrypt salts differ per run, so compare by verifying rather than by content.
     let current = file.exists()
         && cmd!(sh, "htpasswd -vi {file} {user}")
-            .stdin(password)
+            .stdin(password.expose())
             .quiet()
             .ignore_stdout()
             .ignore_stderr()
@@ -50,7 +50,7 @@ fn ensure_htpasswd(sh: &Shell, file: &Path, user: &str, password: &str) -> anyho
         return Ok(false);
     }
     let entry = cmd!(sh, "htpasswd -niB {user}")
-        .stdin(password)
+        .stdin(password.expose())
         .quiet()
         .ignore_stderr()
         .read()
@@ -80,10 +80,10 @@ fn answers_401(addr: SocketAddr) -> bool {
         .is_ok_and(|r| r.status == 401)
 }
 
-fn accepts(addr: SocketAddr, user: &str, password: &str) -> bool {
+fn accepts(addr: SocketAddr, user: &str, password: &Secret) -> bool {
     let basic = format!(
         "Basic {}",
-        base64::encode(format!("{user}:{password}").as_bytes())
+        aws_smithy_types::base64::encode(format!("{user}:{}", password.expose()).as_bytes())
     );
     http::request(
         "GET",
@@ -99,7 +99,7 @@ pub(crate) fn ensure(
     ctx: &mut Ctx<'_>,
     addr: SocketAddr,
     pids: &mut BTreeMap<String, u32>,
-) -> anyhow::Result<Report> {
+) -> anyhow::Result<Health> {
     let started = Instant::now();
     let sh = ctx.sh;
     if process::which("docker-registry").is_none() || process::which("htpasswd").is_none() {
@@ -154,7 +154,7 @@ pub(crate) fn ensure(
         );
     }
     pids.insert(REGISTRY.name.into(), pid);
-    Ok(Report {
+    Ok(Health {
         name: "registry",
         address: addr.to_string(),
         healthy: true,
@@ -163,7 +163,7 @@ pub(crate) fn ensure(
     })
 }
 
-pub(crate) fn status(ctx: &Ctx<'_>, addr: SocketAddr) -> Report {
+pub(crate) fn status(ctx: &Ctx<'_>, addr: SocketAddr) -> Health {
     let started = Instant::now();
     let (healthy, health) = match process::recorded(&ctx.paths, &REGISTRY) {
         None if process::port_open(addr) => (
@@ -186,7 +186,7 @@ pub(crate) fn status(ctx: &Ctx<'_>, addr: SocketAddr) -> Report {
             ),
         },
     };
-    Report {
+    Health {
         name: "registry",
         address: addr.to_string(),
         healthy,

@@ -12,16 +12,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::aws::{Aws, Secret};
-use crate::{base64, http};
-
-/// Every manifest kind a single-platform image or an index can have.
-pub const MANIFEST_TYPES: [&str; 4] = [
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-];
+use crate::aws::Aws;
+use crate::http;
+use crate::secret::Secret;
+use crate::tools::docker::MANIFEST_TYPES;
 
 /// Where the manifest copy goes.
 pub enum Target<'a> {
@@ -50,7 +44,9 @@ pub fn copy_tags(
         } => {
             let auth = Secret::new(format!(
                 "Basic {}",
-                base64::encode(format!("{username}:{}", password.expose()).as_bytes())
+                aws_smithy_types::base64::encode(
+                    format!("{username}:{}", password.expose()).as_bytes()
+                )
             ));
             let base = format!("http://{registry}/v2/{repository}/manifests");
             let accept = MANIFEST_TYPES.join(", ");

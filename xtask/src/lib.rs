@@ -1,0 +1,23 @@
+//! `cargo xtask`: build, push and deploy the SSE streaming Lambda.
+//!
+//! Data flows one way: settings → facts → plan → runner → report. The README's
+//! "Architecture" section names the module that owns each concern.
+
+pub mod aws;
+pub mod bench;
+pub mod ci;
+pub mod cli;
+pub mod cmdline;
+pub mod facts;
+pub mod http;
+pub mod local;
+pub mod paths;
+pub mod pipeline;
+pub mod plan;
+pub mod report;
+pub mod retag;
+pub mod runner;
+pub mod secret;
+pub mod settings;
+pub mod smoke;
+pub mod tools;

@@ -1,0 +1,97 @@
+//! Shared by the tests that need the local stack: the stack's record, and subprocesses that
+//! cannot write into a real GitHub Actions job.
+//!
+//! Those tests are `#[ignore = "needs the local stack (cargo xtask local up)"]`: a plain
+//! `cargo test` lists them as ignored, never as passed, and `cargo xtask ci` runs them with
+//! `--include-ignored`, where a missing stack fails them.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// `target/local-stack/stack.json`, written by every successful `local up`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Stack {
+    pub registry: String,
+    pub endpoint_url: String,
+    pub tf_cli_config: PathBuf,
+    pub account_id: String,
+    pub region: String,
+    pub pids: BTreeMap<String, u32>,
+}
+
+pub fn stack_file() -> PathBuf {
+    root().join("target/local-stack/stack.json")
+}
+
+/// The running stack; a test that needs it fails (never skips) when it is not up.
+pub fn stack() -> Stack {
+    let file = stack_file();
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| {
+        panic!(
+            "the local stack is not running ({}: {e}): run `cargo xtask local up`",
+            file.display()
+        )
+    });
+    let stack: Stack = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not a stack record: {e}", file.display()));
+    let healthy = xtask::http::request(
+        "GET",
+        &format!("{}/moto-api/", stack.endpoint_url),
+        &[],
+        b"",
+        Duration::from_secs(3),
+    )
+    .is_ok_and(|r| r.status == 200)
+        && Command::new("docker")
+            .args(["info", "--format", "{{.ServerVersion}}"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    assert!(
+        healthy,
+        "the local stack in {} does not answer (emulator or Docker engine down): run \
+         `cargo xtask local up`",
+        file.display()
+    );
+    stack
+}
+
+/// A name no other test run uses.
+pub fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+/// The variables through which a process reports to a GitHub Actions job.
+const GITHUB_FILES: [&str; 5] = [
+    "GITHUB_ACTIONS",
+    "GITHUB_OUTPUT",
+    "GITHUB_STEP_SUMMARY",
+    "GITHUB_ENV",
+    "GITHUB_PATH",
+];
+
+/// The xtask binary, run from the repository root, with none of the job's GitHub Actions
+/// files: a test run inside Actions must not write into the real job's outputs.
+pub fn xtask() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.current_dir(root());
+    for var in GITHUB_FILES {
+        cmd.env_remove(var);
+    }
+    cmd
+}
