@@ -3,11 +3,15 @@
 On AWS Lambda it runs behind the Lambda Web Adapter in RESPONSE_STREAM mode, so
 every byte yielded here reaches the Function URL client as soon as it is sent.
 
-Contract:
+Contract (STREAM_CONTRACT.md has the long form):
 - `GET /health` answers `{"status": "ok", "version": ..., "revision": ...}`.
 - `GET /stream?count=N&interval=S` answers `text/event-stream`: one `retry:`
-  block, then N `tick` events one interval apart, then one `end` event.
-  A `Last-Event-ID` request header resumes after that id.
+  block, then `tick` events with ids 1..N one interval apart, then one `end`
+  event. A `Last-Event-ID: K` request header resumes with ids K+1..N; when
+  K >= N the stream is over and the answer is 204, which stops EventSource.
+- On SIGTERM/SIGINT each open stream sends a `shutdown` event and ends, so it
+  finishes inside uvicorn's graceful-shutdown timeout and clients resume.
+- HEAD works wherever GET does; CORS is on only for `CORS_ALLOW_ORIGINS`.
 """
 
 from __future__ import annotations
@@ -17,17 +21,22 @@ import json
 import math
 import os
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import signal
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import FrameType
 from typing import Annotated, Literal, Protocol
 
 import anyio
-from fastapi import FastAPI, Header, Query
+from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
-from starlette.responses import StreamingResponse
-from starlette.types import Send
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 COUNT_MIN = 1
 COUNT_MAX = 10_000
@@ -35,13 +44,19 @@ COUNT_DEFAULT = 100
 INTERVAL_MIN = 0.0
 INTERVAL_MAX = 60.0
 INTERVAL_DEFAULT = 1.0
-# 10**15 plus COUNT_MAX stays below 2**53, so every id is exact in JavaScript.
+# Ids are positions 1..count, so the server never emits more than COUNT_MAX.
+# A larger Last-Event-ID (up to this bound, exact in JavaScript) is a resume
+# past the end, answered 204, not an error.
 LAST_EVENT_ID_MAX = 10**15
 _LAST_EVENT_ID = re.compile(r"[0-9]{1,16}")
+# An origin as browsers send it: scheme and host, no path, no trailing slash.
+_ORIGIN = re.compile(r"https?://[^/\s,]+")
 
 HEARTBEAT_FRAME = b": heartbeat\n\n"
 TICK_EVENT = "tick"
 END_EVENT = "end"
+SHUTDOWN_EVENT = "shutdown"
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 # --- Settings ---------------------------------------------------------------
@@ -55,6 +70,8 @@ class Settings:
     revision: str = "unknown"
     heartbeat_seconds: float = 15.0
     retry_ms: int = 3000
+    # Origins allowed to read responses cross-origin; empty means no CORS headers at all.
+    cors_allow_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -65,6 +82,7 @@ class Settings:
             revision=env.get("APP_REVISION", "").strip() or "unknown",
             heartbeat_seconds=_env_float(env, "SSE_HEARTBEAT_SECONDS", 15.0, low=0.01, high=3600.0),
             retry_ms=_env_int(env, "SSE_RETRY_MS", 3000, low=0, high=3_600_000),
+            cors_allow_origins=_env_origins(env, "CORS_ALLOW_ORIGINS"),
         )
 
 
@@ -92,6 +110,19 @@ def _env_int(env: Mapping[str, str], name: str, default: int, *, low: int, high:
     if not low <= value <= high:
         raise ValueError(f"{name}={raw!r} is out of range; expected [{low}, {high}]")
     return value
+
+
+def _env_origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    origins = tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
+    if origins == ("*",):
+        return origins
+    for origin in origins:
+        if _ORIGIN.fullmatch(origin) is None:
+            raise ValueError(
+                f"{name}: {origin!r} is not an origin; expected comma-separated"
+                " scheme://host[:port] values without a path or trailing slash, or a lone *"
+            )
+    return origins
 
 
 # --- Event source -----------------------------------------------------------
@@ -148,23 +179,43 @@ def end_frame(last_id: int, sent: int) -> bytes:
     return f"event: {END_EVENT}\ndata: {data}\n\n".encode()
 
 
+def shutdown_frame(last_id: int) -> bytes:
+    # The id repeats the last one sent (or the one resumed from), so a client
+    # that reconnects, by hand or as EventSource does, resumes right after it.
+    data = json.dumps({"last_id": last_id, "reason": "server shutting down"}, separators=(",", ":"))
+    return f"id: {last_id}\nevent: {SHUTDOWN_EVENT}\ndata: {data}\n\n".encode()
+
+
 async def sse_frames(
-    ticks: AsyncIterator[Tick], *, last_id: int, heartbeat_seconds: float, retry_ms: int
+    ticks: AsyncIterator[Tick],
+    *,
+    last_id: int,
+    heartbeat_seconds: float,
+    retry_ms: int,
+    shutdown: asyncio.Event | None = None,
 ) -> AsyncIterator[bytes]:
     """Encode ticks as SSE, adding a heartbeat after each quiet `heartbeat_seconds`.
 
     The source's next tick is awaited in its own task so that a heartbeat
     timeout never cancels the source mid-step; that task is always cancelled
-    and awaited before this generator finishes, however it finishes.
+    and awaited before this generator finishes, however it finishes. Once
+    `shutdown` is set the stream sends a `shutdown` event and ends.
     """
     pending: asyncio.Task[Tick] | None = None
+    stopping: asyncio.Task[object] | None = None
     sent = 0
     try:
         yield retry_frame(retry_ms)
+        stopping = asyncio.create_task((shutdown or asyncio.Event()).wait(), name="sse-shutdown")
         while True:
             if pending is None:
                 pending = asyncio.create_task(_next_tick(ticks), name="sse-next-tick")
-            done, _ = await asyncio.wait((pending,), timeout=heartbeat_seconds)
+            done, _ = await asyncio.wait(
+                (pending, stopping), timeout=heartbeat_seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+            if stopping in done:
+                yield shutdown_frame(last_id)
+                return
             if not done:
                 yield HEARTBEAT_FRAME
                 continue
@@ -178,22 +229,25 @@ async def sse_frames(
             yield tick_frame(tick)
         yield end_frame(last_id, sent)
     finally:
-        await _close_source(pending, ticks)
+        await _close_source(pending, stopping, ticks)
 
 
 async def _next_tick(ticks: AsyncIterator[Tick]) -> Tick:
     return await anext(ticks)
 
 
-async def _close_source(pending: asyncio.Task[Tick] | None, ticks: AsyncIterator[Tick]) -> None:
+async def _close_source(
+    pending: asyncio.Task[Tick] | None, stopping: asyncio.Task[object] | None, ticks: AsyncIterator[Tick]
+) -> None:
     # Shielded: this runs while the request is being cancelled, and the
     # cleanup itself must not be cancelled half way.
     with anyio.CancelScope(shield=True):
-        if pending is not None:
-            pending.cancel()
-            await asyncio.wait((pending,))
-            if not pending.cancelled():
-                pending.exception()  # Mark any source error as retrieved.
+        for task in (pending, stopping):
+            if task is not None:
+                task.cancel()
+                await asyncio.wait((task,))
+                if not task.cancelled():
+                    task.exception()  # Mark any source error as retrieved.
         aclose: Callable[[], Awaitable[object]] | None = getattr(ticks, "aclose", None)
         if aclose is not None:
             await aclose()
@@ -204,14 +258,26 @@ class SSEResponse(StreamingResponse):
 
     Starlette stops iterating on disconnect (by cancellation, or by `send`
     raising) but leaves the generator to the garbage collector; closing it
-    here stops the event source at once instead.
+    here stops the event source at once instead. A HEAD request gets the same
+    status and headers and never starts the generator.
     """
 
     media_type = "text/event-stream"
 
-    def __init__(self, frames: AsyncIterator[bytes]) -> None:
-        super().__init__(frames, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    def __init__(self, frames: AsyncIterator[bytes], status_code: int = 200) -> None:
+        # `status_code` is in the signature because FastAPI reads its default
+        # to document the response; without it /openapi.json fails.
+        super().__init__(frames, status_code=status_code, headers=SSE_HEADERS)
         self._frames = frames
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] == "HEAD":
+            await send(
+                {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+            )
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await super().__call__(scope, receive, send)
 
     async def stream_response(self, send: Send) -> None:
         try:
@@ -221,6 +287,54 @@ class SSEResponse(StreamingResponse):
             if aclose is not None:
                 with anyio.CancelScope(shield=True):
                     await aclose()
+
+
+# --- Shutdown ---------------------------------------------------------------
+
+
+SignalHandler = Callable[[int, FrameType | None], object]
+
+
+@contextmanager
+def on_shutdown_signal(callback: Callable[[], None]) -> Iterator[None]:
+    """Call `callback` on this loop when SIGTERM or SIGINT arrives, then pass the signal on.
+
+    uvicorn installs its own handlers before the lifespan starts and only
+    starts its graceful shutdown from them; wrapping them lets open streams end
+    themselves within that grace period instead of being cancelled after it.
+    Signals can only be handled in the main thread; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    loop = asyncio.get_running_loop()
+
+    def chain(previous: SignalHandler) -> SignalHandler:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            loop.call_soon_threadsafe(callback)
+            previous(signum, frame)
+
+        return handler
+
+    replaced: dict[signal.Signals, SignalHandler] = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if callable(previous):  # Otherwise no server handler is there to hand the signal to.
+            replaced[sig] = previous
+            signal.signal(sig, chain(previous))
+    try:
+        yield
+    finally:
+        for sig, previous in replaced.items():
+            signal.signal(sig, previous)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, asyncio.Event]]:
+    """Give every request the server's shutdown event as `request.state.shutdown`."""
+    shutdown = asyncio.Event()
+    with on_shutdown_signal(shutdown.set):
+        yield {"shutdown": shutdown}
 
 
 # --- HTTP -------------------------------------------------------------------
@@ -253,16 +367,39 @@ def parse_last_event_id(raw: str | None) -> int:
 def create_app(settings: Settings | None = None, source: EventSource | None = None) -> FastAPI:
     settings = Settings.from_env() if settings is None else settings
     source = ClockSource() if source is None else source
-    app = FastAPI(title="sse-streaming", version=settings.version)
+    app = FastAPI(title="sse-streaming", version=settings.version, lifespan=lifespan)
+    if settings.cors_allow_origins:
+        # The only place CORS is applied: not in the Function URL, not in a proxy.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allow_origins,
+            allow_methods=["GET", "HEAD"],
+            # EventSource sends Last-Event-ID when it reconnects, which needs a preflight.
+            allow_headers=["Last-Event-ID"],
+        )
 
+    # Each GET route also answers HEAD; the HEAD twin stays out of the schema
+    # so operation ids stay unique.
     @app.get("/health")
+    @app.head("/health", include_in_schema=False)
     async def health() -> Health:
         return Health(status="ok", version=settings.version, revision=settings.revision)
 
-    @app.get("/stream", response_class=SSEResponse)
+    @app.get(
+        "/stream",
+        response_class=SSEResponse,
+        responses={204: {"description": "Last-Event-ID is at or past the end: the stream is over."}},
+    )
+    @app.head("/stream", response_class=SSEResponse, include_in_schema=False)
     async def stream(
+        request: Request,
         count: Annotated[
-            int, Query(ge=COUNT_MIN, le=COUNT_MAX, description="How many tick events to send.")
+            int,
+            Query(
+                ge=COUNT_MIN,
+                le=COUNT_MAX,
+                description="Events in the whole stream: ids 1..count, across reconnects.",
+            ),
         ] = COUNT_DEFAULT,
         interval: Annotated[
             float,
@@ -275,17 +412,24 @@ def create_app(settings: Settings | None = None, source: EventSource | None = No
         ] = INTERVAL_DEFAULT,
         last_event_id: Annotated[
             str | None,
-            Header(description="Resume after this event id (sent by EventSource on reconnect)."),
+            Header(
+                description="Resume after this id (EventSource sends it on reconnect); >= count gives 204."
+            ),
         ] = None,
-    ) -> SSEResponse:
+    ) -> Response:
         last_id = parse_last_event_id(last_event_id)
-        ticks = source.ticks(first_id=last_id + 1, count=count, interval=interval)
+        if last_id >= count:
+            # EventSource reuses its URL, so `count` is the same on every
+            # reconnect; 204 is the HTML spec's "stop reconnecting".
+            return Response(status_code=204)
+        ticks = source.ticks(first_id=last_id + 1, count=count - last_id, interval=interval)
         return SSEResponse(
             sse_frames(
                 ticks,
                 last_id=last_id,
                 heartbeat_seconds=settings.heartbeat_seconds,
                 retry_ms=settings.retry_ms,
+                shutdown=getattr(request.state, "shutdown", None),
             )
         )
 

@@ -87,3 +87,27 @@ def test_disconnect_stops_the_source(serve: Callable[[FastAPI], int]) -> None:
     time.sleep(0.1)
     assert source.produced == produced, "source kept producing after it was closed"
     assert produced < 100
+
+
+def test_head_on_a_real_server(serve: Callable[[FastAPI], int]) -> None:
+    source = RecordingSource()
+    port = serve(create_app(SETTINGS, source))
+    for path in ("/health", "/stream?count=10000&interval=60"):
+        started = time.monotonic()
+        head = raw_request(port, f"HEAD {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".encode())
+        assert time.monotonic() - started < 2, f"HEAD {path} did not answer at once"
+        status, headers, body = split_response(head)
+        assert status.split(" ", 2)[1] == "200", status
+        assert body == b""
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".encode())
+            received = b""
+            while b"\r\n\r\n" not in received:
+                received += conn.recv(65536)
+        _, get_headers, _ = split_response(received)
+        # Framing headers describe the bytes actually sent; everything else matches.
+        ignored = {"date", "transfer-encoding"} | ({"content-length"} if "stream" in path else set())
+        assert {k: v for k, v in headers.items() if k not in ignored} == {
+            k: v for k, v in get_headers.items() if k not in ignored
+        }
+    assert source.started <= 1  # Only the GET started a stream.

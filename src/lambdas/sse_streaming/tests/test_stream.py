@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from handler import ClockSource, Settings, Tick
+from handler import LAST_EVENT_ID_MAX, ClockSource, Settings, Tick
 from sse_testkit import Frame, RecordingSource, parse_sse
 
 FAST = Settings(heartbeat_seconds=5.0, retry_ms=1500)
@@ -69,12 +69,46 @@ def test_defaults_are_100_events_one_second_apart(make_client: Callable[..., Tes
 
 
 def test_last_event_id_resumes_after_that_id(make_client: Callable[..., TestClient]) -> None:
+    # The stream has `count` events in all; a resume sends only the rest.
     response = make_client(FAST).get(
-        "/stream", params={"count": 3, "interval": 0}, headers={"Last-Event-ID": "41"}
+        "/stream", params={"count": 44, "interval": 0}, headers={"Last-Event-ID": "41"}
     )
     frames = parse_sse(response.text)
     assert [int(t.fields["id"]) for t in ticks_of(frames)] == [42, 43, 44]
     assert json.loads(frames[-1].fields["data"]) == {"last_id": 44, "count": 3}
+
+
+@pytest.mark.parametrize("last_id", ["5", "6", "1000", str(LAST_EVENT_ID_MAX)])
+def test_resume_at_or_past_the_end_is_204(
+    make_client: Callable[..., TestClient], source: RecordingSource, last_id: str
+) -> None:
+    # 204 is the HTML spec's "stop reconnecting" for EventSource.
+    response = make_client(FAST, source).get(
+        "/stream", params={"count": 5, "interval": 0}, headers={"Last-Event-ID": last_id}
+    )
+    assert response.status_code == 204
+    assert response.content == b""
+    assert source.started == 0
+
+
+def test_eventsource_that_ignores_end_stops_after_count_events(
+    make_client: Callable[..., TestClient],
+) -> None:
+    # A browser EventSource that does not close() on `end` reconnects with the
+    # same URL and its last id; it must get the rest of the stream, then 204.
+    client = make_client(FAST)
+    received: list[int] = []
+    headers: dict[str, str] = {}
+    for _ in range(10):
+        response = client.get("/stream", params={"count": 4, "interval": 0}, headers=headers)
+        if response.status_code == 204:
+            break
+        ids = [int(t.fields["id"]) for t in ticks_of(parse_sse(response.text))]
+        received += ids[:2]  # Pretend the connection dropped after two events.
+        headers = {"Last-Event-ID": str(received[-1])}
+    else:
+        pytest.fail(f"still streaming after 10 reconnects: {received}")
+    assert received == [1, 2, 3, 4]
 
 
 def test_empty_last_event_id_starts_from_one(make_client: Callable[..., TestClient]) -> None:
