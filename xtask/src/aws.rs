@@ -14,9 +14,22 @@ use aws_smithy_http_client::tls;
 pub use crate::secret::Secret;
 use crate::settings::{EMULATOR_KEYS, Environment};
 
+/// What S3 says about a bucket, as seen by these credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bucket {
+    Exists,
+    Missing,
+    /// It exists, in another region.
+    ElsewhereIn(String),
+    /// It exists but these credentials may not see it (another account's, or no permission).
+    Forbidden,
+}
+
 pub struct Aws {
     runtime: tokio::runtime::Runtime,
     config: SdkConfig,
+    /// The emulator's base URL, for local-stack environments.
+    emulator: Option<String>,
     /// The region the credential chain chose before xtask pinned the environment's.
     pub chain_region: Option<String>,
 }
@@ -106,6 +119,7 @@ impl Aws {
         Ok(Aws {
             runtime,
             config,
+            emulator: emulator.map(str::to_string),
             chain_region,
         })
     }
@@ -205,6 +219,92 @@ impl Aws {
             }
         }
         Ok(())
+    }
+
+    /// S3 HeadBucket, signed with the same credentials and region as every other call. It is
+    /// one request, so it is signed with aws-sigv4 and sent through the SDK's own connector
+    /// rather than compiling aws-sdk-s3 for it.
+    pub fn bucket(&self, name: &str) -> Result<Bucket> {
+        use aws_credential_types::provider::ProvideCredentials;
+        use aws_sigv4::http_request::{
+            PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings, sign,
+        };
+        use aws_smithy_runtime_api::client::http::HttpConnector;
+        use aws_smithy_types::body::SdkBody;
+
+        let region = self
+            .config
+            .region()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        // Path-style on the emulator, virtual-hosted on AWS (bucket names are DNS-safe).
+        let url = match &self.emulator {
+            Some(endpoint) => format!("{}/{name}", endpoint.trim_end_matches('/')),
+            None => format!("https://{name}.s3.{region}.amazonaws.com/"),
+        };
+        let provider = self
+            .config
+            .credentials_provider()
+            .context("no AWS credentials provider is configured")?;
+        let credentials = self
+            .runtime
+            .block_on(provider.provide_credentials())
+            .map_err(|e| anyhow::anyhow!("loading AWS credentials: {}", DisplayErrorContext(&e)))?;
+        let identity = credentials.into();
+        let mut settings = SigningSettings::default();
+        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&region)
+            .name("s3")
+            .time(std::time::SystemTime::now())
+            .settings(settings)
+            .build()
+            .context("signing parameters")?
+            .into();
+        let signable = SignableRequest::new(
+            "HEAD",
+            &url,
+            std::iter::empty(),
+            SignableBody::UnsignedPayload,
+        )
+        .context("signing the HeadBucket request")?;
+        let (instructions, _signature) = sign(signable, &params)
+            .context("signing the HeadBucket request")?
+            .into_parts();
+        let mut request = http::Request::builder()
+            .method("HEAD")
+            .uri(&url)
+            .body(SdkBody::empty())
+            .context("building the HeadBucket request")?;
+        instructions.apply_to_request_http1x(&mut request);
+        let request = aws_smithy_runtime_api::http::Request::try_from(request)
+            .context("building the HeadBucket request")?;
+        let connector = aws_smithy_http_client::Connector::builder()
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build();
+        let response = self
+            .runtime
+            .block_on(async {
+                tokio::time::timeout(Duration::from_secs(30), connector.call(request)).await
+            })
+            .map_err(|_| anyhow::anyhow!("s3 HeadBucket {name}: no answer within 30s"))?
+            .map_err(|e| {
+                anyhow::anyhow!("s3 HeadBucket {name} failed: {}", DisplayErrorContext(&e))
+            })?;
+        let header = |n: &str| response.headers().get(n).map(str::to_string);
+        Ok(match response.status().as_u16() {
+            200 => Bucket::Exists,
+            404 => Bucket::Missing,
+            301 | 400 => match header("x-amz-bucket-region") {
+                Some(other) if other != region => Bucket::ElsewhereIn(other),
+                _ => bail!("s3 HeadBucket {name} answered HTTP {}", response.status()),
+            },
+            403 => Bucket::Forbidden,
+            status => bail!("s3 HeadBucket {name} answered HTTP {status}"),
+        })
     }
 
     pub fn login_token(&self) -> Result<Token> {

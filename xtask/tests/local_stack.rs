@@ -361,3 +361,19 @@ fn classifies_plain_progress() {
         ]
     );
 }
+
+#[test]
+#[ignore = "needs the local stack (cargo xtask local up)"]
+fn head_bucket_is_signed_and_tells_missing_from_present() {
+    use xtask::aws::Bucket;
+    let stack = support::stack();
+    let aws = emulator(&stack);
+    assert_eq!(
+        aws.bucket("local-sse-streaming-tfstate").unwrap(),
+        Bucket::Exists
+    );
+    assert_eq!(
+        aws.bucket(&unique("no-such-bucket")).unwrap(),
+        Bucket::Missing
+    );
+}
