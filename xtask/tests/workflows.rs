@@ -3,8 +3,12 @@
 //! The workflows run `cargo xtask …` lines that nothing else compiles: a renamed flag or
 //! environment would only fail during a deploy. These tests parse every such line with the
 //! real clap CLI, check each `--env` against infrastructure/environments.toml, and check
-//! the deploy jobs' shape (environment, concurrency, minimal permissions, OIDC) and the
-//! hardening that actionlint and zizmor do not enforce (SHA pins with a version comment).
+//! the deploy jobs' shape (environment, concurrency, minimal permissions, OIDC, the region
+//! against the settings) and the hardening that actionlint and zizmor do not enforce (SHA pins
+//! with a version comment). A job that calls a reusable workflow of this repository
+//! (`uses: ./.github/workflows/NAME.yml`) is checked as the called jobs run for it: its
+//! `with:` inputs replace `${{ inputs.NAME }}`, and `"$NAME"` in a `cargo xtask` line takes
+//! its value from the step's `env:`.
 //!
 //! The YAML reader below is deliberately small: it reads the block subset the workflows are
 //! written in and rejects anything else (anchors, tags, nested flow collections) with the
@@ -13,7 +17,6 @@
 //! check needs.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use clap::Parser;
 
@@ -405,11 +408,64 @@ fn command_name(command: &Command) -> &'static str {
     }
 }
 
+/// What a `run:` script finds in its environment: the job's `env:`, overlaid by the step's.
+type EnvVars = BTreeMap<String, String>;
+
+/// A value the test can put on a command line: known before the run, and one shell word.
+fn is_plain_word(value: &str) -> bool {
+    !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@+,".contains(c))
+}
+
+/// Replaces each `"$NAME"` (or `"${NAME}"`) word with the value `env:` gives NAME, so that a
+/// reusable workflow can pass its inputs to `cargo xtask` without `${{ }}` in `run:`. Any other
+/// use of a variable is left in place for the plain-words check to report.
+fn expand_vars(args: &str, vars: &EnvVars) -> Result<String, String> {
+    let mut words = Vec::new();
+    for word in args.split_whitespace() {
+        let name = word
+            .strip_prefix("\"$")
+            .and_then(|w| w.strip_suffix('"'))
+            .map(|n| {
+                n.strip_prefix('{')
+                    .and_then(|n| n.strip_suffix('}'))
+                    .unwrap_or(n)
+            })
+            .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+        let Some(name) = name else {
+            words.push(word.to_owned());
+            continue;
+        };
+        let value = vars
+            .get(name)
+            .ok_or_else(|| format!("`${name}` is not set in the job's or the step's `env:`"))?;
+        if !is_plain_word(value) {
+            return Err(format!(
+                "`${name}` is `{value}`, which is not known before the run; set it to a literal, or to an input of a reusable workflow (`${{{{ inputs.NAME }}}}`) that every caller gives literally"
+            ));
+        }
+        words.push(value.clone());
+    }
+    Ok(words.join(" "))
+}
+
+/// A mapping of scalars, as `key -> value` (`env:`, `with:`, `permissions:`).
+fn scalars(node: Option<&Node>) -> BTreeMap<String, String> {
+    node.map(Node::entries)
+        .unwrap_or_default()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.str().unwrap_or_default().to_owned()))
+        .collect()
+}
+
 /// Every `cargo xtask` line in a `run:` script, checked against the CLI and the settings.
 fn xtask_runs(
     where_: &str,
     step: usize,
     script: &Scalar,
+    vars: &EnvVars,
     settings: &Settings,
     problems: &mut Vec<String>,
 ) -> Vec<XtaskRun> {
@@ -425,11 +481,18 @@ fn xtask_runs(
             }
             continue;
         };
+        let args = match expand_vars(args, vars) {
+            Ok(args) => args,
+            Err(err) => {
+                problems.push(format!("{where_} line {line}: `{text}`: {err}"));
+                continue;
+            }
+        };
         // Arguments, never shell: a quote, a variable or an operator would make the argv
         // below differ from what the runner's shell executes.
         if args.contains(|c: char| "'\"$`\\|&;<>(){}*?#~".contains(c)) {
             problems.push(format!(
-                "{where_} line {line}: keep `{text}` to plain words (no quoting, variables or shell operators)"
+                "{where_} line {line}: keep `{text}` to plain words and `\"$NAME\"` from `env:` (no other quoting, variables or shell operators)"
             ));
             continue;
         }
@@ -437,17 +500,8 @@ fn xtask_runs(
         match Cli::try_parse_from(argv) {
             Ok(cli) => {
                 let env = cli.global.env.clone();
-                if !settings.environments.contains_key(&env) {
-                    problems.push(format!(
-                        "{where_} line {line}: `{text}`: environment `{env}` is not in {} (known: {})",
-                        paths::SETTINGS,
-                        settings
-                            .environments
-                            .keys()
-                            .cloned()
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
+                if let Err(err) = settings.environment(&env) {
+                    problems.push(format!("{where_} line {line}: `{text}`: {err:#}"));
                 }
                 runs.push(XtaskRun {
                     step,
@@ -457,7 +511,7 @@ fn xtask_runs(
                 });
             }
             Err(err) => problems.push(format!(
-                "{where_} line {line}: `{text}` does not parse with the xtask CLI: {}",
+                "{where_} line {line}: `{text}` (`cargo xtask {args}`) does not parse with the xtask CLI: {}",
                 err.render().to_string().trim()
             )),
         }
@@ -488,9 +542,14 @@ fn is_version_comment(comment: Option<&str>) -> bool {
 
 /// `permissions:` as `scope -> access`; `read-all`/`write-all` are rejected by the callers.
 fn permissions(node: &Node) -> BTreeMap<String, String> {
-    node.entries()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.str().unwrap_or_default().to_owned()))
+    scalars(Some(node))
+}
+
+/// Exactly what a deploy needs: an OIDC token, and the code.
+fn deploy_permissions() -> BTreeMap<String, String> {
+    [("contents", "read"), ("id-token", "write")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
 }
 
@@ -499,15 +558,125 @@ fn job_environment(job: &Node) -> Option<&str> {
     env.str().or_else(|| env.get_str("name"))
 }
 
-/// Everything wrong with one workflow file; empty when it is fine.
-fn check_workflow(file: &str, text: &str, settings: &Settings) -> Vec<String> {
-    let mut problems = Vec::new();
-    let doc = match parse_yaml(text) {
-        Ok(doc) => doc,
-        Err(err) => return vec![format!("{file}: {err}")],
-    };
+/// The events that start a workflow: `on: push`, `on: [push, …]` or `on: { push: …, … }`.
+fn triggers(doc: &Node) -> Vec<&str> {
+    match doc.get("on") {
+        Some(Node::Scalar(s)) => vec![s.value.as_str()],
+        Some(Node::Seq(items)) => items.iter().filter_map(Node::str).collect(),
+        Some(Node::Map(entries)) => entries.iter().map(|(k, _)| k.as_str()).collect(),
+        None => Vec::new(),
+    }
+}
 
-    // Least privilege at the top: nothing, or `contents: read`.
+/// The `on: workflow_call:` block of a reusable workflow.
+fn workflow_call(doc: &Node) -> Option<&Node> {
+    doc.get("on").and_then(|on| on.get("workflow_call"))
+}
+
+/// Replaces each `${{ inputs.NAME }}` with the caller's value: a reusable workflow's job as
+/// it runs for one caller.
+fn substitute(node: &Node, inputs: &BTreeMap<String, String>) -> Node {
+    match node {
+        Node::Scalar(s) => {
+            let mut value = String::new();
+            let mut rest = s.value.as_str();
+            while let Some(start) = rest.find("${{") {
+                let Some(len) = rest[start..].find("}}") else {
+                    break;
+                };
+                let expression = rest[start + 3..start + len].trim();
+                value.push_str(&rest[..start]);
+                match expression
+                    .strip_prefix("inputs.")
+                    .and_then(|n| inputs.get(n))
+                {
+                    Some(input) => value.push_str(input),
+                    None => value.push_str(&rest[start..start + len + 2]),
+                }
+                rest = &rest[start + len + 2..];
+            }
+            value.push_str(rest);
+            Node::Scalar(Scalar { value, ..s.clone() })
+        }
+        Node::Seq(items) => Node::Seq(items.iter().map(|n| substitute(n, inputs)).collect()),
+        Node::Map(entries) => Node::Map(
+            entries
+                .iter()
+                .map(|(k, v)| (k.clone(), substitute(v, inputs)))
+                .collect(),
+        ),
+    }
+}
+
+/// Workflow files by path (`.github/workflows/NAME.yml`).
+type Files = BTreeMap<String, String>;
+
+/// Everything wrong with a set of workflow files; empty when they are fine. Jobs that call a
+/// reusable workflow of the set are checked as the called jobs run for them, with their inputs.
+fn check_workflows(files: &Files, settings: &Settings) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut docs = BTreeMap::new();
+    for (file, text) in files {
+        match parse_yaml(text) {
+            Ok(doc) => {
+                docs.insert(file.as_str(), doc);
+            }
+            Err(err) => problems.push(format!("{file}: {err}")),
+        }
+    }
+
+    let mut called = Vec::new();
+    for (file, doc) in &docs {
+        check_top_permissions(file, doc, &mut problems);
+        let reusable = workflow_call(doc).is_some();
+        if reusable {
+            check_workflow_call(file, doc, &mut problems);
+        }
+        let Some(jobs) = doc.get("jobs").filter(|j| matches!(j, Node::Map(_))) else {
+            problems.push(format!("{file}: no `jobs:` mapping"));
+            continue;
+        };
+        for (job_id, job) in jobs.entries() {
+            let where_ = format!("{file} job `{job_id}`");
+            check_hardening(&where_, job, &mut problems);
+            if reusable {
+                // Checked once per caller, with that caller's inputs.
+                continue;
+            }
+            if let Some(uses) = job.get_str("uses") {
+                called.extend(check_call(
+                    &where_,
+                    job,
+                    uses,
+                    &docs,
+                    settings,
+                    &mut problems,
+                ));
+                continue;
+            }
+            let runs = job_runs(&where_, job, settings, &mut problems);
+            check_job(
+                &where_,
+                job,
+                job.get_str("if"),
+                &runs,
+                settings,
+                &mut problems,
+            );
+        }
+    }
+    for (file, doc) in &docs {
+        if workflow_call(doc).is_some() && !called.contains(file) {
+            problems.push(format!(
+                "{file}: a reusable workflow that no workflow here calls, so nothing checks its jobs"
+            ));
+        }
+    }
+    problems
+}
+
+/// Least privilege at the top: nothing, or `contents: read`.
+fn check_top_permissions(file: &str, doc: &Node, problems: &mut Vec<String>) {
     match doc.get("permissions") {
         None => problems.push(format!(
             "{file}: no top-level `permissions:`; use `permissions: {{}}` or `contents: read`"
@@ -517,88 +686,290 @@ fn check_workflow(file: &str, text: &str, settings: &Settings) -> Vec<String> {
             let minimal = matches!(node, Node::Map(_))
                 && perms.iter().all(|(k, v)| k == "contents" && v == "read");
             if !minimal {
+                let found = node
+                    .str()
+                    .map_or_else(|| format!("{perms:?}"), str::to_owned);
                 problems.push(format!(
-                    "{file}: top-level permissions must be `{{}}` or `contents: read`, found {perms:?}"
+                    "{file}: top-level permissions must be `{{}}` or `contents: read`, found `{found}`"
                 ));
             }
         }
     }
+}
 
-    let Some(jobs) = doc.get("jobs").filter(|j| matches!(j, Node::Map(_))) else {
-        problems.push(format!("{file}: no `jobs:` mapping"));
-        return problems;
-    };
-    for (job_id, job) in jobs.entries() {
-        let where_ = format!("{file} job `{job_id}`");
-        let mut runs = Vec::new();
-        for (index, step) in job
-            .get("steps")
-            .map(Node::items)
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-        {
-            if let Some(Node::Scalar(uses)) = step.get("uses") {
-                if !is_sha_pin(&uses.value) {
-                    problems.push(format!(
-                        "{where_} line {}: `{}` must be pinned to a full 40-hex commit SHA",
-                        uses.line, uses.value
-                    ));
-                }
-                if !is_version_comment(uses.comment.as_deref()) {
-                    problems.push(format!(
-                        "{where_} line {}: `{}` needs its version in a trailing comment (`# v4.2.2`)",
-                        uses.line, uses.value
-                    ));
-                }
-                if uses.value.starts_with("actions/checkout@")
-                    && step
-                        .get("with")
-                        .and_then(|w| w.get_str("persist-credentials"))
-                        != Some("false")
-                {
-                    problems.push(format!(
-                        "{where_} line {}: checkout needs `with: persist-credentials: false`",
-                        uses.line
-                    ));
-                }
-            }
-            if let Some(Node::Scalar(script)) = step.get("run") {
-                if script.value.contains("${{") {
-                    problems.push(format!(
-                        "{where_} line {}: `${{{{ … }}}}` inside `run:`; pass the value through `env:`",
-                        script.line
-                    ));
-                }
-                runs.extend(xtask_runs(&where_, index, script, settings, &mut problems));
-            }
+/// A reusable workflow: started only by its callers, with declared, typed inputs, and the
+/// deploy job's outputs passed on to the caller.
+fn check_workflow_call(file: &str, doc: &Node, problems: &mut Vec<String>) {
+    let on = triggers(doc);
+    if on != ["workflow_call"] {
+        problems.push(format!(
+            "{file}: a reusable workflow must be started only by `workflow_call` (its jobs are checked with their callers' inputs), found {on:?}"
+        ));
+    }
+    let call = workflow_call(doc).unwrap();
+    for (name, input) in call.get("inputs").map(Node::entries).unwrap_or_default() {
+        if !matches!(input.get_str("type"), Some("string" | "boolean" | "number")) {
+            problems.push(format!(
+                "{file}: input `{name}` needs `type: string`, `boolean` or `number`"
+            ));
         }
-
-        let environment = job_environment(job);
-        let deploys = runs.iter().any(|r| {
-            matches!(r.command.as_str(), "image" | "deploy" | "rollback") && r.env != "local"
-        });
-        if environment.is_none() && !deploys {
-            // Not a deploy job: it may read, never write or mint OIDC tokens.
-            if let Some(node) = job.get("permissions") {
-                let perms = permissions(node);
-                if !matches!(node, Node::Map(_)) || perms.values().any(|v| v != "read") {
-                    problems.push(format!(
-                        "{where_}: a job that does not deploy may only read, found {perms:?}"
-                    ));
-                }
-            }
+        if input.get_str("description").unwrap_or_default().is_empty() {
+            problems.push(format!("{file}: input `{name}` needs a `description`"));
+        }
+        if input.get_str("required") != Some("true") && input.get("default").is_none() {
+            problems.push(format!(
+                "{file}: input `{name}` must be `required: true` or have a `default`"
+            ));
+        }
+    }
+    // The caller's job outputs are the workflow's outputs, so the deploy job's must pass through.
+    let jobs = doc.get("jobs").map(Node::entries).unwrap_or_default();
+    for (job_id, job) in jobs {
+        if job.get("environment").is_none() || job.get("outputs").is_none() {
             continue;
         }
-        check_deploy_job(&where_, job, environment, &runs, settings, &mut problems);
+        for output in ["digest", "image_uri"] {
+            let expected = format!("${{{{ jobs.{job_id}.outputs.{output} }}}}");
+            let value = call
+                .get("outputs")
+                .and_then(|o| o.get(output))
+                .and_then(|o| o.get_str("value"));
+            if value != Some(expected.as_str()) {
+                problems.push(format!(
+                    "{file}: `on.workflow_call.outputs.{output}.value` must be `{expected}`, found {value:?}"
+                ));
+            }
+        }
     }
-    problems
+}
+
+/// The rules for every job's steps, whoever calls it: SHA pins, checkout without credentials,
+/// and no `${{ }}` in shell code.
+fn check_hardening(where_: &str, job: &Node, problems: &mut Vec<String>) {
+    for step in job.get("steps").map(Node::items).unwrap_or_default() {
+        if let Some(Node::Scalar(uses)) = step.get("uses") {
+            if !is_sha_pin(&uses.value) {
+                problems.push(format!(
+                    "{where_} line {}: `{}` must be pinned to a full 40-hex commit SHA",
+                    uses.line, uses.value
+                ));
+            }
+            if !is_version_comment(uses.comment.as_deref()) {
+                problems.push(format!(
+                    "{where_} line {}: `{}` needs its version in a trailing comment (`# v4.2.2`)",
+                    uses.line, uses.value
+                ));
+            }
+            if uses.value.starts_with("actions/checkout@")
+                && step
+                    .get("with")
+                    .and_then(|w| w.get_str("persist-credentials"))
+                    != Some("false")
+            {
+                problems.push(format!(
+                    "{where_} line {}: checkout needs `with: persist-credentials: false`",
+                    uses.line
+                ));
+            }
+        }
+        if let Some(Node::Scalar(script)) = step.get("run") {
+            if script.value.contains("${{") {
+                problems.push(format!(
+                    "{where_} line {}: `${{{{ … }}}}` inside `run:`; pass the value through `env:`",
+                    script.line
+                ));
+            }
+        }
+    }
+}
+
+/// The `cargo xtask` lines of a job's steps, each with the variables its step sees.
+fn job_runs(
+    where_: &str,
+    job: &Node,
+    settings: &Settings,
+    problems: &mut Vec<String>,
+) -> Vec<XtaskRun> {
+    let job_vars = scalars(job.get("env"));
+    let mut runs = Vec::new();
+    for (index, step) in job
+        .get("steps")
+        .map(Node::items)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        if let Some(Node::Scalar(script)) = step.get("run") {
+            let mut vars = job_vars.clone();
+            vars.extend(scalars(step.get("env")));
+            runs.extend(xtask_runs(where_, index, script, &vars, settings, problems));
+        }
+    }
+    runs
+}
+
+fn deploys(runs: &[XtaskRun]) -> bool {
+    runs.iter()
+        .any(|r| matches!(r.command.as_str(), "image" | "deploy" | "rollback") && r.env != "local")
+}
+
+/// A job with steps. `condition` is its `if:`, with its caller's when it is called.
+fn check_job(
+    where_: &str,
+    job: &Node,
+    condition: Option<&str>,
+    runs: &[XtaskRun],
+    settings: &Settings,
+    problems: &mut Vec<String>,
+) {
+    let environment = job_environment(job);
+    if environment.is_none() && !deploys(runs) {
+        // Not a deploy job: it may read, never write or mint OIDC tokens.
+        if let Some(node) = job.get("permissions") {
+            let perms = permissions(node);
+            if !matches!(node, Node::Map(_)) || perms.values().any(|v| v != "read") {
+                problems.push(format!(
+                    "{where_}: a job that does not deploy may only read, found {perms:?}"
+                ));
+            }
+        }
+        return;
+    }
+    check_deploy_job(
+        where_,
+        job,
+        environment,
+        condition,
+        runs,
+        settings,
+        problems,
+    );
+}
+
+/// A job that calls a reusable workflow of this repository (`uses: ./.github/workflows/…`):
+/// its inputs against the declared ones, no secrets, its permissions, and each called job as
+/// it runs with these inputs. Returns the called file.
+fn check_call<'a>(
+    where_: &str,
+    job: &Node,
+    uses: &str,
+    docs: &BTreeMap<&'a str, Node>,
+    settings: &Settings,
+    problems: &mut Vec<String>,
+) -> Option<&'a str> {
+    let local = uses
+        .strip_prefix("./")
+        .filter(|p| p.starts_with(&format!("{}/", paths::WORKFLOWS_DIR)));
+    let Some(path) = local else {
+        problems.push(format!(
+            "{where_}: `uses: {uses}`: only reusable workflows of this repository (`./{}/NAME.yml`) can be checked here",
+            paths::WORKFLOWS_DIR
+        ));
+        return None;
+    };
+    let Some((&file, callee)) = docs.get_key_value(path) else {
+        problems.push(format!("{where_}: `uses: {uses}`: no such workflow"));
+        return None;
+    };
+    let Some(call) = workflow_call(callee) else {
+        problems.push(format!(
+            "{where_}: `uses: {uses}`: {file} has no `on: workflow_call`"
+        ));
+        return Some(file);
+    };
+
+    let declared = call.get("inputs");
+    let mut inputs = BTreeMap::new();
+    if let Some(with) = job.get("with") {
+        if !matches!(with, Node::Map(_)) {
+            problems.push(format!("{where_}: `with:` must be a mapping of inputs"));
+        }
+        for (name, value) in with.entries() {
+            if declared.and_then(|d| d.get(name)).is_none() {
+                let known: Vec<&str> = declared
+                    .map(Node::entries)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect();
+                problems.push(format!(
+                    "{where_}: `with: {name}` is not an input of {file} (inputs: {})",
+                    known.join(", ")
+                ));
+            }
+            let value = value.str().unwrap_or_default();
+            if value.contains("${{") {
+                problems.push(format!(
+                    "{where_}: input `{name}` is `{value}`; give it literally, so these tests can check what {file} does with it"
+                ));
+            }
+            inputs.insert(name.clone(), value.to_owned());
+        }
+    }
+    for (name, input) in declared.map(Node::entries).unwrap_or_default() {
+        if inputs.contains_key(name) {
+            continue;
+        }
+        if let Some(default) = input.get_str("default") {
+            inputs.insert(name.clone(), default.to_owned());
+        } else if input.get_str("required") == Some("true") {
+            problems.push(format!(
+                "{where_}: misses the required input `{name}` of {file}"
+            ));
+        }
+    }
+    if job.get_str("secrets") == Some("inherit") {
+        problems.push(format!(
+            "{where_}: `secrets: inherit` hands every secret of the repository to {file}; pass only the ones it needs"
+        ));
+    }
+
+    let mut deploy = false;
+    for (callee_id, callee_job) in callee.get("jobs").map(Node::entries).unwrap_or_default() {
+        let callee_where = format!("{file} job `{callee_id}` (called by {where_})");
+        let instance = substitute(callee_job, &inputs);
+        let runs = job_runs(&callee_where, &instance, settings, problems);
+        let condition = match (job.get_str("if"), instance.get_str("if")) {
+            (Some(outer), Some(inner)) => Some(format!("({outer}) && ({inner})")),
+            (outer, inner) => outer.or(inner).map(str::to_owned),
+        };
+        deploy |= job_environment(&instance).is_some() || deploys(&runs);
+        check_job(
+            &callee_where,
+            &instance,
+            condition.as_deref(),
+            &runs,
+            settings,
+            problems,
+        );
+    }
+
+    // The caller's permissions are all the called workflow can have.
+    let perms = job.get("permissions").map(permissions).unwrap_or_default();
+    if deploy {
+        if job.get("secrets").is_some() {
+            problems.push(format!(
+                "{where_}: `secrets:` on a deploy; it authenticates through OIDC and needs no secrets"
+            ));
+        }
+        if perms != deploy_permissions() {
+            problems.push(format!(
+                "{where_}: calls a deploy job; permissions must be exactly `id-token: write` and `contents: read` (all that {file} can have), found {perms:?}"
+            ));
+        }
+    } else if perms.values().any(|v| v != "read") {
+        problems.push(format!(
+            "{where_}: a job that does not deploy may only read, found {perms:?}"
+        ));
+    }
+    Some(file)
 }
 
 fn check_deploy_job(
     where_: &str,
     job: &Node,
     environment: Option<&str>,
+    condition: Option<&str>,
     runs: &[XtaskRun],
     settings: &Settings,
     problems: &mut Vec<String>,
@@ -662,11 +1033,7 @@ fn check_deploy_job(
     }
 
     let perms = job.get("permissions").map(permissions).unwrap_or_default();
-    let expected: BTreeMap<String, String> = [("contents", "read"), ("id-token", "write")]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    if perms != expected {
+    if perms != deploy_permissions() {
         problems.push(format!(
             "{where_}: permissions must be exactly `id-token: write` and `contents: read`, found {perms:?}"
         ));
@@ -681,12 +1048,12 @@ fn check_deploy_job(
             "{where_}: no `aws-actions/configure-aws-credentials` step (OIDC) with `with:`"
         )),
         Some(with) => {
-            if !with
-                .get_str("role-to-assume")
-                .is_some_and(|r| r.starts_with("${{ vars.") || r.starts_with("${{ env."))
-            {
+            // The job runs in the GitHub Environment `env`, so `vars.` reads that environment's
+            // variable: each environment's own role.
+            let role = with.get_str("role-to-assume");
+            if role != Some("${{ vars.AWS_DEPLOY_ROLE_ARN }}") {
                 problems.push(format!(
-                    "{where_}: `role-to-assume` must come from a variable (`${{{{ vars.AWS_DEPLOY_ROLE_ARN }}}}`)"
+                    "{where_}: `role-to-assume` must come from the environment's variable (`${{{{ vars.AWS_DEPLOY_ROLE_ARN }}}}`), found {role:?}"
                 ));
             }
             for key in [
@@ -700,11 +1067,11 @@ fn check_deploy_job(
                     ));
                 }
             }
-            let region = settings.environments.get(env).map(|e| e.region.as_str());
-            if with.get_str("aws-region") != region {
+            let region = settings.environment(env).ok().map(|e| e.region.as_str());
+            let aws_region = with.get_str("aws-region");
+            if region.is_some() && aws_region != region {
                 problems.push(format!(
-                    "{where_}: `aws-region` is {:?} but {} says {region:?} for `{env}`",
-                    with.get_str("aws-region"),
+                    "{where_}: `aws-region` is {aws_region:?} but {} says {region:?} for `{env}`",
                     paths::SETTINGS
                 ));
             }
@@ -713,7 +1080,7 @@ fn check_deploy_job(
 
     // A protected environment (prod) is deployed by hand only, never by a push.
     if settings.environments.get(env).is_some_and(|e| e.protected) {
-        let condition = job.get_str("if").unwrap_or_default();
+        let condition = condition.unwrap_or_default();
         if !condition.contains("github.event_name == 'workflow_dispatch'") {
             problems.push(format!(
                 "{where_}: `{env}` is protected; the job's `if:` must require `github.event_name == 'workflow_dispatch'`, found `{condition}`"
@@ -725,16 +1092,32 @@ fn check_deploy_job(
 // ---------------------------------------------------------------------------------------------
 
 fn settings() -> Settings {
-    let path = paths::root().join(paths::SETTINGS);
-    let text = std::fs::read_to_string(&path).unwrap();
-    Settings::parse(Path::new(paths::SETTINGS), &text).unwrap()
+    let text = std::fs::read_to_string(paths::root().join(paths::SETTINGS)).unwrap();
+    // Parsed under its path from the root, which is how the messages name it.
+    Settings::parse(std::path::Path::new(paths::SETTINGS), &text).unwrap()
 }
 
-fn workflow(name: &str) -> (String, String) {
+/// Every workflow file, by its path from the repository root.
+fn workflows() -> Files {
+    let dir = paths::root().join(paths::WORKFLOWS_DIR);
+    let mut files = Files::new();
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot read {dir:?}: {e}")) {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name.ends_with(".yml") || name.ends_with(".yaml") {
+            let file = format!("{}/{name}", paths::WORKFLOWS_DIR);
+            let text = std::fs::read_to_string(paths::root().join(&file))
+                .unwrap_or_else(|e| panic!("cannot read {file}: {e}"));
+            files.insert(file, text);
+        }
+    }
+    files
+}
+
+fn workflow(name: &str) -> String {
     let file = format!("{}/{name}", paths::WORKFLOWS_DIR);
-    let text = std::fs::read_to_string(paths::root().join(&file))
-        .unwrap_or_else(|e| panic!("cannot read {file}: {e}"));
-    (file, text)
+    workflows()
+        .remove(&file)
+        .unwrap_or_else(|| panic!("no {file}"))
 }
 
 fn assert_clean(problems: &[String]) {
@@ -742,21 +1125,20 @@ fn assert_clean(problems: &[String]) {
 }
 
 #[test]
-fn deploy_workflow_is_valid() {
-    let (file, text) = workflow("deploy.yml");
-    assert_clean(&check_workflow(&file, &text, &settings()));
-}
-
-#[test]
-fn ci_workflow_is_valid() {
-    let (file, text) = workflow("ci.yml");
-    assert_clean(&check_workflow(&file, &text, &settings()));
+fn workflows_are_valid() {
+    let files = workflows();
+    for name in ["ci.yml", "deploy.yml", "deploy-env.yml"] {
+        assert!(
+            files.contains_key(&format!("{}/{name}", paths::WORKFLOWS_DIR)),
+            "{name} is missing"
+        );
+    }
+    assert_clean(&check_workflows(&files, &settings()));
 }
 
 #[test]
 fn deploy_workflow_deploys_preprod_on_push_and_prod_by_hand() {
-    let (_, text) = workflow("deploy.yml");
-    let doc = parse_yaml(&text).unwrap();
+    let doc = parse_yaml(&workflow("deploy.yml")).unwrap();
     let on = doc.get("on").unwrap();
     let branches: Vec<_> = on
         .get("push")
@@ -771,10 +1153,13 @@ fn deploy_workflow_deploys_preprod_on_push_and_prod_by_hand() {
     let jobs = doc.get("jobs").unwrap();
     let mut by_env = BTreeMap::new();
     for (_, job) in jobs.entries() {
-        by_env.insert(
-            job_environment(job).unwrap(),
-            job.get_str("if").unwrap_or_default(),
+        // One job definition for every environment.
+        assert_eq!(
+            job.get_str("uses"),
+            Some("./.github/workflows/deploy-env.yml")
         );
+        let env = job.get("with").and_then(|w| w.get_str("environment"));
+        by_env.insert(env.unwrap(), job.get_str("if").unwrap_or_default());
     }
     assert_eq!(
         by_env.keys().copied().collect::<Vec<_>>(),
@@ -783,13 +1168,43 @@ fn deploy_workflow_deploys_preprod_on_push_and_prod_by_hand() {
     assert!(by_env["preprod"].contains("github.event_name == 'push'"));
     assert!(by_env["prod"].contains("github.event_name == 'workflow_dispatch'"));
     assert!(by_env["prod"].contains("inputs.environment == 'prod'"));
+    assert!(by_env["prod"].contains("github.ref == 'refs/heads/main'"));
     assert!(!by_env["prod"].contains("'push'"));
+}
+
+/// The region is written once per environment, in the settings; each call of the deploy job
+/// repeats it as an input, and this holds the two together.
+#[test]
+fn deploy_regions_are_the_settings_regions() -> anyhow::Result<()> {
+    let settings = settings();
+    let doc = parse_yaml(&workflow("deploy.yml")).unwrap();
+    let jobs = doc.get("jobs").unwrap().entries();
+    assert!(!jobs.is_empty());
+    for (job_id, job) in jobs {
+        let with = job.get("with").unwrap();
+        let env = with.get_str("environment").unwrap();
+        assert_eq!(
+            with.get_str("aws-region"),
+            Some(settings.environment(env)?.region.as_str()),
+            "deploy.yml job `{job_id}`: `aws-region` is not `region` of `{env}` in {}",
+            paths::SETTINGS
+        );
+    }
+    let called = parse_yaml(&workflow("deploy-env.yml")).unwrap();
+    let aws = called.get("jobs").unwrap().entries()[0]
+        .1
+        .get("steps")
+        .unwrap()
+        .items()
+        .iter()
+        .find_map(|s| s.get("with").and_then(|w| w.get_str("aws-region")));
+    assert_eq!(aws, Some("${{ inputs.aws-region }}"));
+    Ok(())
 }
 
 #[test]
 fn ci_workflow_runs_cargo_xtask_ci() {
-    let (_, text) = workflow("ci.yml");
-    let doc = parse_yaml(&text).unwrap();
+    let doc = parse_yaml(&workflow("ci.yml")).unwrap();
     let on = doc.get("on").unwrap();
     assert!(on.get("pull_request").is_some() && on.get("push").is_some());
     let runs: Vec<_> = doc
@@ -803,114 +1218,245 @@ fn ci_workflow_runs_cargo_xtask_ci() {
     assert_eq!(runs, ["cargo xtask ci"]);
 }
 
-/// Each mutation of deploy.yml must be caught, and by the right message: this is what keeps a
-/// renamed flag or environment from surfacing only during a deploy.
+/// Each mutation of deploy.yml or deploy-env.yml must be caught, and by the right message: this
+/// is what keeps a renamed flag, environment or region from surfacing only during a deploy.
 #[test]
 fn checks_catch_broken_workflows() {
-    let (file, text) = workflow("deploy.yml");
+    let files = workflows();
     let settings = settings();
-    let cases: &[(&str, &str, &str)] = &[
+    const CALLER: &str = "deploy.yml";
+    const CALLED: &str = "deploy-env.yml";
+    let cases: &[(&str, &str, &str, &str)] = &[
         // A deploy job without its `deploy` step.
         (
-            "      - id: deploy\n        run: cargo xtask deploy --env preprod\n",
+            CALLED,
+            "      - id: deploy\n        env:\n          DEPLOY_ENV: ${{ inputs.environment }}\n        run: cargo xtask deploy --env \"$DEPLOY_ENV\"\n",
             "",
             "then `cargo xtask deploy --env preprod`",
         ),
-        // A renamed flag in the CLI is the same as a wrong flag here.
+        // A renamed flag in the CLI is the same as a wrong flag here; clap names the right one.
         (
-            "--env prod",
-            "--environment prod",
+            CALLED,
+            "--env \"$DEPLOY_ENV\"",
+            "--environment \"$DEPLOY_ENV\"",
+            "tip: a similar argument exists: '--env'",
+        ),
+        (
+            CALLED,
+            "run: cargo xtask deploy --env",
+            "run: cargo xtask ship --env",
             "does not parse with the xtask CLI",
         ),
         (
-            "cargo xtask deploy --env preprod",
-            "cargo xtask ship --env preprod",
-            "does not parse with the xtask CLI",
+            CALLER,
+            "environment: prod\n",
+            "environment: staging\n",
+            "unknown environment `staging`",
         ),
         (
-            "cargo xtask image --env prod",
-            "cargo xtask image --env staging",
-            "environment `staging` is not in",
-        ),
-        (
-            "cargo xtask image --env prod",
-            "cargo xtask image --env \"$ENV\"",
+            CALLED,
+            "--env \"$DEPLOY_ENV\"",
+            "--env $DEPLOY_ENV",
             "plain words",
         ),
         (
-            "name: prod",
-            "name: production",
-            "the job's environment is `production`",
+            CALLED,
+            "--env \"$DEPLOY_ENV\"",
+            "--env \"$ENVIRONMENT\"",
+            "`$ENVIRONMENT` is not set",
         ),
-        ("group: deploy-prod", "group: deploy", "concurrency"),
         (
+            CALLED,
+            "          DEPLOY_ENV: ${{ inputs.environment }}\n",
+            "          DEPLOY_ENV: ${{ github.event.inputs.environment }}\n",
+            "not known before the run",
+        ),
+        (
+            CALLED,
+            "name: ${{ inputs.environment }}",
+            "name: prod",
+            "the job's environment is `prod`",
+        ),
+        (
+            CALLED,
+            "group: deploy-${{ inputs.environment }}",
+            "group: deploy",
+            "concurrency",
+        ),
+        (
+            CALLED,
             "cancel-in-progress: false",
             "cancel-in-progress: true",
             "cancel-in-progress",
         ),
         (
+            CALLED,
             "      contents: read\n    outputs",
             "      contents: write\n    outputs",
             "exactly `id-token: write`",
         ),
         (
-            "role-to-assume: ${{ vars.AWS_DEPLOY_ROLE_ARN }}",
-            "role-to-assume: arn:aws:iam::1:role/x",
-            "must come from a variable",
+            CALLED,
+            "      id-token: write\n",
+            "",
+            "exactly `id-token: write` and `contents: read`",
         ),
         (
+            CALLER,
+            "      contents: read\n    uses",
+            "      contents: write\n    uses",
+            "calls a deploy job; permissions must be exactly",
+        ),
+        (
+            CALLER,
+            "      id-token: write\n",
+            "",
+            "calls a deploy job; permissions must be exactly",
+        ),
+        (
+            CALLED,
+            "role-to-assume: ${{ vars.AWS_DEPLOY_ROLE_ARN }}",
+            "role-to-assume: arn:aws:iam::1:role/x",
+            "must come from the environment's variable",
+        ),
+        (
+            CALLED,
+            "role-to-assume: ${{ vars.AWS_DEPLOY_ROLE_ARN }}",
+            "role-to-assume: ${{ vars.AWS_ROLE_ARN }}",
+            "must come from the environment's variable",
+        ),
+        (
+            CALLED,
             "role-to-assume: ${{ vars.AWS_DEPLOY_ROLE_ARN }}",
             "aws-access-key-id: AKIA",
             "never long-lived keys",
         ),
         (
+            CALLER,
             "permissions: {}",
             "permissions: write-all",
             "top-level permissions",
         ),
         (
+            CALLED,
+            "permissions: {}",
+            "permissions: write-all",
+            "top-level permissions",
+        ),
+        (
+            CALLED,
             "persist-credentials: false",
             "persist-credentials: true",
             "persist-credentials: false",
         ),
-        (" # v3.10.0", "", "trailing comment"),
-        ("@b5ca514318bd6ebac0fb2aedd5d36ec1b5c232a2", "@v3", "40-hex"),
+        (CALLED, " # v3.10.0", "", "trailing comment"),
         (
-            "run: cargo xtask image --env preprod",
+            CALLED,
+            "@b5ca514318bd6ebac0fb2aedd5d36ec1b5c232a2",
+            "@v3",
+            "40-hex",
+        ),
+        (
+            CALLED,
+            "run: cargo xtask image --env \"$DEPLOY_ENV\"",
             "run: cargo xtask image --env ${{ inputs.environment }}",
             "inside `run:`",
         ),
+        // The region: each call's input is the environment's `region` in the settings.
         (
+            CALLER,
             "aws-region: eu-west-1",
             "aws-region: us-east-1",
-            "`aws-region`",
+            "`aws-region` is Some(\"us-east-1\") but infrastructure/environments.toml says Some(\"eu-west-1\") for `preprod`",
         ),
         (
+            CALLER,
+            "aws-region: eu-west-1",
+            "aws-region: ${{ vars.AWS_REGION }}",
+            "give it literally",
+        ),
+        (
+            CALLER,
+            "      aws-region: eu-west-1\n",
+            "",
+            "misses the required input `aws-region`",
+        ),
+        (
+            CALLER,
+            "      aws-region: eu-west-1\n",
+            "      aws-region: eu-west-1\n      region: eu-west-1\n",
+            "`with: region` is not an input",
+        ),
+        (
+            CALLED,
+            "aws-region: ${{ inputs.aws-region }}",
+            "aws-region: us-east-1",
+            "`aws-region` is Some(\"us-east-1\")",
+        ),
+        (
+            CALLER,
+            "    uses: ./.github/workflows/deploy-env.yml\n",
+            "    uses: ./.github/workflows/deploy-env.yml\n    secrets: inherit\n",
+            "`secrets: inherit`",
+        ),
+        (
+            CALLER,
+            "uses: ./.github/workflows/deploy-env.yml",
+            "uses: ./.github/workflows/deploy-any.yml",
+            "no such workflow",
+        ),
+        (
+            CALLED,
+            "on:\n  workflow_call:\n",
+            "on:\n  push:\n  workflow_call:\n",
+            "started only by `workflow_call`",
+        ),
+        (CALLED, "type: string", "type: text", "needs `type: string`"),
+        (
+            CALLED,
+            "        required: true\n",
+            "",
+            "must be `required: true` or have a `default`",
+        ),
+        (
+            CALLED,
+            "value: ${{ jobs.deploy.outputs.digest }}",
+            "value: ${{ jobs.deploy.outputs.image_uri }}",
+            "`on.workflow_call.outputs.digest.value`",
+        ),
+        (
+            CALLER,
             "github.event_name == 'workflow_dispatch' && ",
             "",
             "is protected",
         ),
-        (
-            "      id-token: write\n",
-            "",
-            "exactly `id-token: write` and `contents: read`",
-        ),
-        ("id: image", "id: build", "needs `id: image`"),
+        (CALLED, "id: image", "id: build", "needs `id: image`"),
     ];
-    assert_clean(&check_workflow(&file, &text, &settings));
-    for (from, to, expected) in cases {
+    assert_clean(&check_workflows(&files, &settings));
+    for (name, from, to, expected) in cases {
+        let file = format!("{}/{name}", paths::WORKFLOWS_DIR);
+        let text = &files[&file];
         assert!(
             text.contains(from),
-            "deploy.yml no longer contains `{from}`; update this case"
+            "{name} no longer contains `{from}`; update this case"
         );
-        let broken = text.replacen(from, to, 1);
-        let problems = check_workflow(&file, &broken, &settings);
+        let mut broken = files.clone();
+        broken.insert(file, text.replacen(from, to, 1));
+        let problems = check_workflows(&broken, &settings);
         assert!(
             problems.iter().any(|p| p.contains(expected)),
-            "replacing `{from}` with `{to}` should report `{expected}`, got:\n{}",
+            "replacing `{from}` with `{to}` in {name} should report `{expected}`, got:\n{}",
             problems.join("\n")
         );
     }
+    // Without its callers a reusable workflow is unchecked, and that is reported.
+    let mut alone = files.clone();
+    alone.remove(&format!("{}/{CALLER}", paths::WORKFLOWS_DIR));
+    assert!(
+        check_workflows(&alone, &settings)
+            .iter()
+            .any(|p| p.contains("no workflow here calls"))
+    );
 }
 
 #[test]
