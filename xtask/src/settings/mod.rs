@@ -38,6 +38,7 @@ pub struct Environment {
     pub protected: bool,
     pub smoke_test: bool,
     pub terraform: Terraform,
+    pub bootstrap: Bootstrap,
     /// Set for environments that run on the local stack (the emulator and a loopback registry).
     pub local: Option<LocalEndpoints>,
 }
@@ -51,6 +52,33 @@ pub struct Terraform {
     /// `-var NAME=VALUE`, in name order; non-string values are passed as HCL/JSON literals.
     pub vars: BTreeMap<String, String>,
 }
+
+/// The account layer an administrator applies once (`cargo xtask bootstrap`): the state
+/// bucket, the GitHub OIDC provider, the deploy role and the execution role.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bootstrap {
+    pub dir: String,
+    /// `-var NAME=VALUE` for the bootstrap root, in name order.
+    pub vars: BTreeMap<String, String>,
+}
+
+impl Bootstrap {
+    /// The bootstrap root's own state object, next to the application's in the same bucket.
+    pub fn state_key(env: &str) -> String {
+        format!("{env}/bootstrap.tfstate")
+    }
+}
+
+pub const DEFAULT_BOOTSTRAP_DIR: &str = "infrastructure/bootstrap";
+
+/// Variables xtask sets itself for the bootstrap root.
+pub const RESERVED_BOOTSTRAP_VARS: &[&str] = &[
+    "environment",
+    "account_id",
+    "region",
+    "state_bucket",
+    "app_state_key",
+];
 
 /// Dummy keys for the local stack's AWS emulator. Not secrets: the emulator accepts any, and a
 /// developer's real credentials are never sent there.

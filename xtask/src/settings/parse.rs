@@ -67,6 +67,15 @@ struct RawEnv {
     registry: Option<Spanned<String>>,
     endpoint_url: Option<Spanned<String>>,
     terraform: Option<RawTerraform>,
+    bootstrap: Option<RawBootstrap>,
+}
+
+/// `[bootstrap]`: the administrator's account layer (`cargo xtask bootstrap`).
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawBootstrap {
+    dir: Option<Spanned<String>>,
+    vars: Option<BTreeMap<Spanned<String>, Spanned<toml::Value>>>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -307,6 +316,30 @@ impl Cx<'_> {
             ));
         }
 
+        let def_bs = defaults.bootstrap.clone().unwrap_or_default();
+        let own_bs = raw.bootstrap.clone().unwrap_or_default();
+        let bootstrap_dir = pick(&own_bs.dir, &def_bs.dir)
+            .map(|d| subst(d.get_ref()))
+            .unwrap_or_else(|| DEFAULT_BOOTSTRAP_DIR.to_string());
+        let bootstrap_vars =
+            self.merge_values(&def_bs.vars, &own_bs.vars, "bootstrap.vars", &subst)?;
+        if let Some((key, _)) = own_bs
+            .vars
+            .iter()
+            .chain(def_bs.vars.iter())
+            .flatten()
+            .find(|(key, _)| RESERVED_BOOTSTRAP_VARS.contains(&key.get_ref().as_str()))
+        {
+            return Err(self.error(
+                key.span().start,
+                "bootstrap.vars",
+                format_args!(
+                    "`{}` is set by xtask from the environment's own keys; remove it here",
+                    key.get_ref()
+                ),
+            ));
+        }
+
         Ok(Environment {
             name: env_name.clone(),
             account_id: account.into_inner(),
@@ -324,6 +357,10 @@ impl Cx<'_> {
                 lock_timeout: lock_timeout.into_inner(),
                 backend,
                 vars,
+            },
+            bootstrap: Bootstrap {
+                dir: bootstrap_dir,
+                vars: bootstrap_vars,
             },
             local,
         })
@@ -344,7 +381,7 @@ impl Cx<'_> {
                 toml::Value::Integer(i) => i.to_string(),
                 toml::Value::Float(f) => f.to_string(),
                 toml::Value::Boolean(b) => b.to_string(),
-                other if table == "terraform.vars" => serde_json::to_string(other)?,
+                other if table.ends_with(".vars") => serde_json::to_string(other)?,
                 _ => {
                     return Err(self.error(
                         value.span().start,
