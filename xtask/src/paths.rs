@@ -16,6 +16,18 @@ pub fn xtask_dir() -> PathBuf {
     PathBuf::from("target/xtask")
 }
 
+/// One environment's scratch space, absolute: Terraform runs with `-chdir`, so paths handed
+/// to it must not depend on the working directory.
+pub fn env_dir(env: &str) -> PathBuf {
+    root().join("target/xtask").join(env)
+}
+
+/// The saved Terraform plan of one run. It lives under `target/`, never in the Terraform
+/// directory, and the runner deletes it when the run ends, however it ends.
+pub fn plan_file(env: &str) -> PathBuf {
+    env_dir(env).join(format!("{env}.tfplan"))
+}
+
 /// `docker buildx build --metadata-file`, read for the pushed digest.
 pub fn build_metadata(env: &str) -> String {
     format!("target/xtask/{env}/build-metadata.json")

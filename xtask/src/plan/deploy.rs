@@ -107,11 +107,7 @@ pub(super) fn with_saved_plan(
         command,
         env: env.name.clone(),
         steps,
-        cleanup: vec![format!(
-            "{}/{}",
-            env.terraform.dir,
-            terraform::plan_file(env)
-        )],
+        cleanup: vec![terraform::plan_file(env)],
         image_repo: env.image_repo(),
         tags,
     }
@@ -256,12 +252,12 @@ mod tests {
         let plan = deploy("prod");
         let vars = "-var environment=prod -var account_id=222222222222 -var region=eu-west-1 \
                     -var platform=linux/amd64";
-        let settings_vars = "-var state_bucket=prod-sse-streaming-tfstate \
-                             -var state_key=prod/sse-streaming.tfstate \
-                             -var function_url_auth_type=AWS_IAM \
-                             -var github_repository=example-org/sse-streaming \
+        let settings_vars = "-var function_url_auth_type=AWS_IAM \
                              -var log_retention_days=14 -var memory_size=1024 -var timeout=60";
         let repo = "222222222222.dkr.ecr.eu-west-1.amazonaws.com/prod-sse-streaming-lambda";
+        // Absolute, under target/: terraform runs with -chdir, and the file is no source.
+        let saved = crate::paths::root().join("target/xtask/prod/prod.tfplan");
+        let saved = saved.display();
         assert_eq!(
             find(&plan, "terraform -chdir=infrastructure/terraform init").to_string(),
             "terraform -chdir=infrastructure/terraform init -input=false -no-color \
@@ -283,16 +279,18 @@ mod tests {
             tf_plan,
             format!(
                 "terraform -chdir=infrastructure/terraform plan -input=false -no-color -lock-timeout=5m \
-                 -detailed-exitcode -out=prod.tfplan {vars} -var image_uri={repo}@<digest> {settings_vars}"
+                 -detailed-exitcode -out={saved} {vars} -var image_uri={repo}@<digest> {settings_vars}"
             )
         );
         assert!(!tf_plan.contains(":latest"));
         assert_eq!(
             find(&plan, "terraform -chdir=infrastructure/terraform apply -input=false -no-color -lock-timeout")
                 .to_string(),
-            "terraform -chdir=infrastructure/terraform apply -input=false -no-color -lock-timeout=5m prod.tfplan"
+            format!(
+                "terraform -chdir=infrastructure/terraform apply -input=false -no-color -lock-timeout=5m {saved}"
+            )
         );
-        assert_eq!(plan.cleanup, ["infrastructure/terraform/prod.tfplan"]);
+        assert_eq!(plan.cleanup, [saved.to_string()]);
         let confirm = plan
             .steps
             .iter()

@@ -8,9 +8,9 @@ use serde::Deserialize;
 use crate::cmdline::CmdLine;
 use crate::settings::Environment;
 
-/// The saved plan's file name, relative to the Terraform directory.
+/// The saved plan's absolute path (terraform runs with `-chdir`), under `target/`.
 pub fn plan_file(env: &Environment) -> String {
-    format!("{}.tfplan", env.name)
+    crate::paths::plan_file(&env.name).display().to_string()
 }
 
 fn terraform(env: &Environment, process_env: &[(String, String)], sub: &str) -> CmdLine {
@@ -38,12 +38,6 @@ fn vars(env: &Environment, image_uri: Option<&str>) -> Vec<String> {
     ];
     if let Some(uri) = image_uri {
         pairs.push(format!("image_uri={uri}"));
-    }
-    // The CI policy grants access to exactly this state object.
-    for (var, key) in [("state_bucket", "bucket"), ("state_key", "key")] {
-        if let Some(value) = env.terraform.backend.get(key) {
-            pairs.push(format!("{var}={value}"));
-        }
     }
     pairs.extend(env.terraform.vars.iter().map(|(k, v)| format!("{k}={v}")));
     pairs
