@@ -48,7 +48,6 @@ pub fn run(
     capture: Capture,
     json: bool,
 ) -> Result<Output> {
-    use std::os::unix::process::CommandExt;
     if let Some(sig) = signals::received() {
         bail!(
             "interrupted ({}): `{}` was not started",
@@ -56,6 +55,32 @@ pub fn run(
             line.program
         );
     }
+    let out = spawn_and_wait(sh, line, stdin, capture, json)?;
+    if let Some(sig) = signals::received() {
+        bail!(
+            "interrupted ({}): `{}` was stopped and has exited (exit {})",
+            signals::name(sig),
+            line.program,
+            out.code
+        );
+    }
+    Ok(out)
+}
+
+/// Runs a cleanup command (removing a container the run started) even after a signal: the
+/// run is stopping, and this is what stopping cleanly means. Its output is not shown.
+pub fn run_cleanup(sh: &Shell, line: &CmdLine) -> Result<Output> {
+    spawn_and_wait(sh, line, None, Capture::Quiet, false)
+}
+
+fn spawn_and_wait(
+    sh: &Shell,
+    line: &CmdLine,
+    stdin: Option<&Secret>,
+    capture: Capture,
+    json: bool,
+) -> Result<Output> {
+    use std::os::unix::process::CommandExt;
     let mut command: Command = line.to_cmd(sh).into();
     command.process_group(0);
     command.stdin(if stdin.is_some() {
@@ -94,13 +119,6 @@ pub fn run(
     let status = child.wait().context("waiting for the command")?;
     drop(forwarding);
     let stderr_tail: Vec<String> = tail.join().unwrap_or_default().into();
-    if let Some(sig) = signals::received() {
-        bail!(
-            "interrupted ({}): `{}` was stopped and has exited ({status})",
-            signals::name(sig),
-            line.program
-        );
-    }
     use std::os::unix::process::ExitStatusExt;
     Ok(Output {
         code: status

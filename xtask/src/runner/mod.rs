@@ -4,6 +4,9 @@
 //! forwarding in `signals`.
 
 mod aws_steps;
+mod bootstrap_steps;
+mod cleanup;
+pub mod docker_config;
 pub mod exec;
 pub mod retry;
 pub mod signals;
@@ -31,6 +34,8 @@ pub struct State {
     pub digest: Option<String>,
     pub live_digest: Option<String>,
     pub repository_missing: Option<bool>,
+    /// The account layer's first run: no state bucket yet (or an interrupted first run).
+    pub first_bootstrap: Option<bool>,
     pub built: bool,
     pub changes: Option<bool>,
     pub outputs: Option<Outputs>,
@@ -50,6 +55,8 @@ pub struct Runner<'a> {
     backoff: Duration,
     /// One `<now>` for the whole run, so every command naming a `deployed-` tag agrees.
     now: String,
+    /// Commands that undo what the run started, run when it ends (see `cleanup`).
+    deferred: cleanup::Deferred,
     pub state: State,
 }
 
@@ -78,15 +85,37 @@ impl<'a> Runner<'a> {
             login: None,
             backoff: Duration::from_secs(2),
             now: facts::utc_stamp(SystemTime::now()),
+            deferred: cleanup::Deferred::default(),
             state: State::default(),
         }
     }
 
-    /// Runs every step; the plan's cleanup files are deleted whatever happens.
+    /// Runs every step with the run's private `DOCKER_CONFIG`; whatever happens (a failure,
+    /// a signal), the plan's cleanup files, containers the run started and that configuration
+    /// are removed at the end.
     pub fn execute(&mut self, plan: &Plan) -> Result<()> {
+        let sh = self.sh;
+        let (_files, leftovers) = cleanup::Files::new(&plan.cleanup);
+        for file in leftovers {
+            self.report.warn(&format!(
+                "removed {} left by an earlier run that did not finish (it is never applied)",
+                file.display()
+            ));
+        }
+        let docker_config = docker_config::DockerConfig::for_run()?;
+        // Every docker command of the run goes through this shell, so every one of them
+        // (login, build, lookups, smoke test) reads and writes the run's configuration.
+        let _docker_env = docker_config
+            .as_ref()
+            .map(|dc| sh.push_env("DOCKER_CONFIG", dc.path()));
+        if docker_config.is_none() {
+            self.report.detail(
+                "docker: your config.json names a credential helper, which keeps the registry token",
+            );
+        }
         let result = self.steps(plan);
-        for file in &plan.cleanup {
-            let _ = self.sh.remove_path(file);
+        for failed in self.deferred.run(sh) {
+            self.report.warn(&format!("cleanup: {failed}"));
         }
         result
     }
@@ -136,6 +165,8 @@ impl<'a> Runner<'a> {
             When::PreviousMoves => {
                 s.changes == Some(true) && s.live_digest.is_some() && s.live_digest != s.digest
             }
+            When::FirstBootstrap => s.first_bootstrap == Some(true),
+            When::Bootstrapped => s.first_bootstrap == Some(false),
         };
         (!run).then(|| match when {
             When::RepositoryMissing => "the ECR repository exists".to_string(),
@@ -146,6 +177,8 @@ impl<'a> Runner<'a> {
             When::ChangesPlanned => "no changes".to_string(),
             When::LiveMoves => "`live` already points at this image".to_string(),
             When::PreviousMoves => "the function stays on its image, or none was live".to_string(),
+            When::FirstBootstrap => "the state bucket exists".to_string(),
+            When::Bootstrapped => "first run: the state bucket does not exist yet".to_string(),
             When::Always => unreachable!(),
         })
     }
@@ -210,6 +243,25 @@ impl<'a> Runner<'a> {
                 Ok(())
             }
             Action::Outputs { cmd } => self.outputs(cmd),
+            Action::CheckBucket {
+                bucket,
+                local_state,
+                required,
+            } => self.check_bucket(bucket, local_state.as_deref(), *required),
+            Action::WriteFile { path, contents } => {
+                self.sh.write_file(path, contents)?;
+                self.report.info(&format!("wrote {path}"));
+                Ok(())
+            }
+            Action::RemoveFiles { paths } => {
+                for path in paths {
+                    if self.sh.path_exists(path) {
+                        self.sh.remove_path(path)?;
+                        self.report.info(&format!("deleted {path}"));
+                    }
+                }
+                Ok(())
+            }
         }
     }
 
@@ -293,6 +345,9 @@ impl<'a> Runner<'a> {
         let out = self.run_with_retry(&self.resolve(run)?, 1, Capture::Stdout)?;
         let container = out.stdout.trim().to_string();
         let with_id = |cmd: &CmdLine| cmd.resolve(&[(CONTAINER, &container)]);
+        // Queued first, so a signal or a failure below still removes the container.
+        let remove = with_id(remove);
+        self.deferred.push(remove.clone());
         let result = self.smoke_container(&with_id(port));
         if result.is_err() {
             if let Ok(out) = self.run_once(&with_id(logs), Capture::Quiet) {
@@ -303,7 +358,9 @@ impl<'a> Runner<'a> {
                 ));
             }
         }
-        let _ = self.run_once(&with_id(remove), Capture::Quiet);
+        self.record(&remove);
+        let _ = exec::run_cleanup(self.sh, &remove);
+        self.deferred.forget(&remove);
         result.with_context(|| format!("smoke test of {image}"))
     }
 
