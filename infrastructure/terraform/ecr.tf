@@ -1,5 +1,5 @@
 resource "aws_ecr_repository" "this" {
-  name = local.name
+  name = module.names.repository_name
 
   # Deploys pin the function to a digest, so tags are only pointers that the
   # xtask moves (`live`, `previous`, `buildcache`, `latest`); they must be

@@ -26,15 +26,19 @@ locals {
 
 # Created before the function so that Lambda never creates it implicitly
 # (without retention, and outside Terraform's state).
+#
+# Its name is fixed (Lambda's default for the function, so no logging_config
+# is needed): the execution role's policy in infrastructure/bootstrap allows
+# writing to this group only.
 resource "aws_cloudwatch_log_group" "lambda" {
-  name              = "/aws/lambda/${local.name}"
+  name              = module.names.log_group_name
   retention_in_days = var.log_retention_days
 }
 
 resource "aws_lambda_function" "this" {
   function_name = local.name
   description   = "SSE streaming service (FastAPI behind the Lambda Web Adapter)"
-  role          = aws_iam_role.lambda.arn
+  role          = data.aws_iam_role.execution.arn
 
   package_type  = "Image"
   image_uri     = var.image_uri != null ? var.image_uri : local.image_uri_placeholder
@@ -47,10 +51,7 @@ resource "aws_lambda_function" "this" {
     variables = local.lambda_environment
   }
 
-  depends_on = [
-    aws_cloudwatch_log_group.lambda,
-    aws_iam_role_policy.lambda_logs,
-  ]
+  depends_on = [aws_cloudwatch_log_group.lambda]
 
   lifecycle {
     # The entrypoint and command belong to the image (the Dockerfile starts

@@ -44,16 +44,11 @@ output "architecture" {
 }
 
 output "execution_role_arn" {
-  description = "ARN of the function's execution role."
-  value       = aws_iam_role.lambda.arn
+  description = "ARN of the function's execution role (created by infrastructure/bootstrap)."
+  value       = data.aws_iam_role.execution.arn
 }
 
-output "ci_policy_arn" {
-  description = "ARN of the CI policy attached to the deploy role and the optional CI user."
-  value       = aws_iam_policy.ci.arn
-}
-
-output "deploy_role_arn" {
-  description = "ARN of the GitHub Actions OIDC deploy role, or null when github_repository is not set."
-  value       = one(aws_iam_role.deploy[*].arn)
+output "log_group_name" {
+  description = "Name of the function's CloudWatch log group."
+  value       = aws_cloudwatch_log_group.lambda.name
 }

@@ -16,11 +16,18 @@ provider "aws" {
 
 data "aws_partition" "current" {}
 
-locals {
-  # One name for the repository and the function; the IAM names share the
-  # `<env>-sse-streaming-` prefix that the CI policy is scoped to.
-  name = "${var.environment}-sse-streaming-lambda"
+# Names shared with infrastructure/bootstrap, whose policies are scoped to
+# exactly these resources.
+module "names" {
+  source = "../modules/naming"
 
-  partition  = data.aws_partition.current.partition
-  account_id = var.account_id
+  environment = var.environment
+  partition   = data.aws_partition.current.partition
+  account_id  = var.account_id
+  region      = var.region
+}
+
+locals {
+  # One name for the repository and the function.
+  name = module.names.function_name
 }

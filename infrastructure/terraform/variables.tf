@@ -1,10 +1,10 @@
 variable "environment" {
-  description = "Environment name (for example `dev`, `prod`, `local`). Prefixes every resource name and is the GitHub environment the deploy role trusts."
+  description = "Environment name (for example `dev`, `prod`, `local`). Prefixes every resource name; must match the environment infrastructure/bootstrap was applied for."
   type        = string
 
   validation {
     condition     = can(regex("^[a-z][a-z0-9-]{0,31}$", var.environment))
-    error_message = "environment must start with a lowercase letter and contain only lowercase letters, digits and '-', at most 32 characters (it prefixes ECR, Lambda and IAM names)."
+    error_message = "environment must start with a lowercase letter and contain only lowercase letters, digits and '-', at most 32 characters (it prefixes ECR, Lambda and log group names)."
   }
 }
 
@@ -112,55 +112,5 @@ variable "function_url_auth_type" {
   validation {
     condition     = contains(["AWS_IAM", "NONE"], var.function_url_auth_type)
     error_message = "function_url_auth_type must be \"AWS_IAM\" or \"NONE\"."
-  }
-}
-
-variable "github_repository" {
-  description = "GitHub repository (`owner/repo`) whose Actions jobs, running in the GitHub environment named like `environment`, may assume the deploy role through OIDC. Null creates no deploy role."
-  type        = string
-  default     = null
-
-  validation {
-    condition     = var.github_repository == null || can(regex("^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+$", coalesce(var.github_repository, "-")))
-    error_message = "github_repository must be \"owner/repo\" (no URL, no .git suffix)."
-  }
-}
-
-variable "create_github_oidc_provider" {
-  description = "Create the account's GitHub Actions OIDC provider (token.actions.githubusercontent.com). An account holds only one per URL, so leave false when another stack or environment already created it; its ARN is then derived from account_id."
-  type        = bool
-  default     = false
-}
-
-variable "ci_user_name" {
-  description = "Name of an existing IAM user (long-lived CI credentials) to attach the CI policy to. Null attaches it to no user; prefer the OIDC deploy role."
-  type        = string
-  default     = null
-
-  validation {
-    condition     = var.ci_user_name == null || can(regex("^[A-Za-z0-9+=,.@_-]{1,64}$", coalesce(var.ci_user_name, "-")))
-    error_message = "ci_user_name must be a valid IAM user name (1-64 characters of letters, digits and +=,.@_-)."
-  }
-}
-
-variable "state_bucket" {
-  description = "S3 bucket holding this environment's Terraform state. When set, the CI policy may list it and read, write and delete the state object and its `.tflock` lock object."
-  type        = string
-  default     = null
-
-  validation {
-    condition     = var.state_bucket == null || can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", coalesce(var.state_bucket, "-")))
-    error_message = "state_bucket must be a valid S3 bucket name (3-63 lowercase letters, digits, '.' and '-')."
-  }
-}
-
-variable "state_key" {
-  description = "Key of this environment's state object in state_bucket (the backend's `key`). Null means the xtask's convention `<environment>/sse-streaming.tfstate`; pass it whenever the backend uses another key, or CI will be denied the state."
-  type        = string
-  default     = null
-
-  validation {
-    condition     = var.state_key == null || can(regex("^[A-Za-z0-9!_.*'()/-]+$", coalesce(var.state_key, "-")))
-    error_message = "state_key must be a plain S3 key (letters, digits and !_.*'()/-)."
   }
 }

@@ -1,0 +1,202 @@
+# The CI policy: exactly what `cargo xtask image|deploy|rollback` needs for
+# this one environment, and the only definition of it. The deploy role
+# (github-oidc.tf) carries it; the output `ci_policy_json` renders it for the
+# auditors.
+#
+# Where the actions come from: the SDK calls in xtask/src/aws.rs (ECR
+# GetAuthorizationToken, DescribeRepositories, BatchGetImage, PutImage; STS
+# GetCallerIdentity needs no permission), the registry protocol that docker
+# buildx push/pull speaks to ECR, the image scan gate (StartImageScan,
+# DescribeImageScanFindings, DescribeImages), and the API calls that
+# terraform (1.11, aws provider 5.100) made against the emulator, recorded
+# with TF_LOG=debug, over the whole life of infrastructure/terraform: init,
+# the first deploy's targeted ECR apply, create, a no-change plan, updates of
+# image, memory, retention and URL auth type (NONE and back), and destroy.
+# Update-only actions that path did not exercise (tag changes, scanning
+# configuration, tag mutability) are listed where the provider needs them.
+#
+# Scope: every resource is this environment's exact ARN from
+# modules/naming (`<environment>-sse-streaming-...`); another environment's
+# CI cannot touch it. Only two actions cannot be scoped to one resource:
+# ecr:GetAuthorizationToken (no resource type) and logs:DescribeLogGroups
+# (authorized against the account's log-group namespace).
+#
+# What CI cannot do, on purpose: create, change or delete any IAM role or
+# policy. It may only pass the execution role, which the bootstrap owns, to
+# Lambda; what the function may do is decided by administrators. It has no
+# access to the bootstrap's own state object.
+data "aws_iam_policy_document" "ci" {
+  # Registry login (docker login with the token). The action has no resource
+  # type, so "*" is the only valid resource.
+  statement {
+    sid       = "EcrLogin"
+    actions   = ["ecr:GetAuthorizationToken"]
+    resources = ["*"]
+  }
+
+  # Terraform manages the repository (aws_ecr_repository) and its lifecycle
+  # policy (aws_ecr_lifecycle_policy), including the first deploy's targeted
+  # apply. Tags on create need TagResource. DeleteRepository only removes an
+  # empty repository (force_delete = false).
+  statement {
+    sid = "EcrRepositoryManagement"
+    actions = [
+      "ecr:CreateRepository",
+      "ecr:DescribeRepositories",
+      "ecr:DeleteRepository",
+      "ecr:PutImageScanningConfiguration",
+      "ecr:PutImageTagMutability",
+      "ecr:ListTagsForResource",
+      "ecr:TagResource",
+      "ecr:UntagResource",
+      "ecr:GetLifecyclePolicy",
+      "ecr:PutLifecyclePolicy",
+      "ecr:DeleteLifecyclePolicy",
+    ]
+    resources = [module.names.repository_arn]
+  }
+
+  # Lambda's CreateFunction/UpdateFunctionCode adds its own pull permission
+  # to the repository policy, and can only do so when the caller may read
+  # and set that policy; without both, the deploy fails.
+  statement {
+    sid       = "EcrRepositoryPolicyForLambda"
+    actions   = ["ecr:GetRepositoryPolicy", "ecr:SetRepositoryPolicy"]
+    resources = [module.names.repository_arn]
+  }
+
+  # docker buildx push (layers, manifests, the registry cache) and pulls;
+  # the deployment tags (`live`, `previous`, `deployed-...`) are copied with
+  # BatchGetImage + PutImage; DescribeImages reads digests and push times.
+  statement {
+    sid = "EcrPushPullRetag"
+    actions = [
+      "ecr:BatchCheckLayerAvailability",
+      "ecr:InitiateLayerUpload",
+      "ecr:UploadLayerPart",
+      "ecr:CompleteLayerUpload",
+      "ecr:PutImage",
+      "ecr:BatchGetImage",
+      "ecr:GetDownloadUrlForLayer",
+      "ecr:DescribeImages",
+    ]
+    resources = [module.names.repository_arn]
+  }
+
+  # The scan gate: start a scan of the pushed digest if none ran, then read
+  # its findings before deploying.
+  statement {
+    sid       = "EcrScanGate"
+    actions   = ["ecr:StartImageScan", "ecr:DescribeImageScanFindings"]
+    resources = [module.names.repository_arn]
+  }
+
+  # Terraform manages the function (aws_lambda_function), its Function URL
+  # (aws_lambda_function_url) and, for a public URL, its resource-policy
+  # statement (aws_lambda_permission). Reads go through GetFunction (which
+  # also returns the tags) and ListVersionsByFunction; the provider reads
+  # the code-signing config of zip functions only. No call names a version
+  # or alias, so the unqualified ARN is the whole scope. Tags on create and
+  # on change need TagResource.
+  statement {
+    sid = "LambdaFunction"
+    actions = [
+      "lambda:CreateFunction",
+      "lambda:GetFunction",
+      "lambda:ListVersionsByFunction",
+      "lambda:UpdateFunctionCode",
+      "lambda:UpdateFunctionConfiguration",
+      "lambda:DeleteFunction",
+      "lambda:TagResource",
+      "lambda:UntagResource",
+      "lambda:CreateFunctionUrlConfig",
+      "lambda:GetFunctionUrlConfig",
+      "lambda:UpdateFunctionUrlConfig",
+      "lambda:DeleteFunctionUrlConfig",
+      "lambda:AddPermission",
+      "lambda:GetPolicy",
+      "lambda:RemovePermission",
+    ]
+    resources = [module.names.function_arn]
+  }
+
+  # CreateFunction and UpdateFunctionConfiguration name the execution role;
+  # Lambda checks that the caller may pass it. Only this one role, and only
+  # to Lambda.
+  statement {
+    sid       = "PassExecutionRoleToLambda"
+    actions   = ["iam:PassRole"]
+    resources = [aws_iam_role.execution.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "iam:PassedToService"
+      values   = ["lambda.amazonaws.com"]
+    }
+  }
+
+  # infrastructure/terraform looks the execution role up by name
+  # (data "aws_iam_role"), so a plan fails early and clearly when the
+  # bootstrap has not run. Read-only.
+  statement {
+    sid       = "ReadExecutionRole"
+    actions   = ["iam:GetRole"]
+    resources = [aws_iam_role.execution.arn]
+  }
+
+  # Terraform manages the function's log group (aws_cloudwatch_log_group)
+  # with its retention (always set, so DeleteRetentionPolicy is never
+  # needed). The tagging APIs take the log-group ARN without the trailing
+  # `:*`; CreateLogGroup, DeleteLogGroup and PutRetentionPolicy are
+  # authorized against the form with it.
+  statement {
+    sid = "LogGroup"
+    actions = [
+      "logs:CreateLogGroup",
+      "logs:DeleteLogGroup",
+      "logs:PutRetentionPolicy",
+      "logs:ListTagsForResource",
+      "logs:TagResource",
+      "logs:UntagResource",
+    ]
+    resources = [
+      module.names.log_group_arn,
+      module.names.log_streams_arn,
+    ]
+  }
+
+  # How Terraform reads a log group. The action is authorized against the
+  # account's log-group namespace, not one group, and returns names and
+  # settings only, never log events.
+  statement {
+    sid       = "LogGroupRead"
+    actions   = ["logs:DescribeLogGroups"]
+    resources = [module.names.log_groups_arn]
+  }
+
+  # The S3 backend lists the bucket during init and plan (ListObjectsV2 with
+  # the workspace prefix `env:/`), as HashiCorp documents it: on the bucket,
+  # without a condition.
+  statement {
+    sid       = "StateBucketList"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.state.arn]
+  }
+
+  # The application's state object: read on every plan, written by apply.
+  # Never deleted (that happens only with a workspace).
+  statement {
+    sid       = "StateObject"
+    actions   = ["s3:GetObject", "s3:PutObject"]
+    resources = ["${aws_s3_bucket.state.arn}/${local.app_state_key}"]
+  }
+
+  # The lock object that `use_lockfile = true` writes next to the state:
+  # conditional PutObject to lock, GetObject to read the lock's owner,
+  # DeleteObject to unlock.
+  statement {
+    sid       = "StateLock"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    resources = ["${aws_s3_bucket.state.arn}/${local.app_state_key}.tflock"]
+  }
+}
