@@ -80,7 +80,7 @@ mod tests {
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
         std::fs::write(&file, "stale").unwrap();
         let (guard, leftovers) = Files::new(&[file.display().to_string()]);
-        assert_eq!(leftovers, [file.clone()]);
+        assert_eq!(leftovers, std::slice::from_ref(&file));
         std::fs::write(&file, "this run's plan").unwrap();
         drop(guard);
         assert!(!file.exists());
