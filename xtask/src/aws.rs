@@ -11,8 +11,29 @@ use aws_config::{BehaviorVersion, Region, SdkConfig, timeout::TimeoutConfig};
 use aws_sdk_ecr::error::DisplayErrorContext;
 use aws_smithy_http_client::tls;
 
+mod ecr_images;
+
 pub use crate::secret::Secret;
 use crate::settings::{EMULATOR_KEYS, Environment};
+pub use ecr_images::ScanState;
+
+/// The answer to a [`Aws::signed`] request.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    pub status: u16,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Signed {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
 
 /// What S3 says about a bucket, as seen by these credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,10 +242,49 @@ impl Aws {
         Ok(())
     }
 
-    /// S3 HeadBucket, signed with the same credentials and region as every other call. It is
-    /// one request, so it is signed with aws-sigv4 and sent through the SDK's own connector
-    /// rather than compiling aws-sdk-s3 for it.
+    /// S3 HeadBucket on `name`, with the same credentials and region as every other call.
     pub fn bucket(&self, name: &str) -> Result<Bucket> {
+        let region = self.region();
+        // Path-style on the emulator, virtual-hosted on AWS (bucket names are DNS-safe).
+        let url = match &self.emulator {
+            Some(endpoint) => format!("{}/{name}", endpoint.trim_end_matches('/')),
+            None => format!("https://{name}.s3.{region}.amazonaws.com/"),
+        };
+        let response = self
+            .signed("s3", "HEAD", &url, b"")
+            .with_context(|| format!("s3 HeadBucket {name}"))?;
+        Ok(match response.status {
+            200 => Bucket::Exists,
+            404 => Bucket::Missing,
+            301 | 400 => match response.header("x-amz-bucket-region") {
+                Some(other) if other != region => Bucket::ElsewhereIn(other.to_string()),
+                _ => bail!("s3 HeadBucket {name} answered HTTP {}", response.status),
+            },
+            403 => Bucket::Forbidden,
+            status => bail!("s3 HeadBucket {name} answered HTTP {status}"),
+        })
+    }
+
+    fn region(&self) -> String {
+        self.config
+            .region()
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    }
+
+    /// The URL of a service on the emulator, or `None` on AWS.
+    pub fn emulator_url(&self, path: &str) -> Option<String> {
+        self.emulator
+            .as_ref()
+            .map(|e| format!("{}{path}", e.trim_end_matches('/')))
+    }
+
+    /// One request signed with SigV4 and sent through the SDK's own connector, for the few
+    /// calls to services whose SDK crates are not compiled in (S3 HeadBucket here; the tests
+    /// read S3 and IAM settings back through the emulator with it). Compiling aws-sdk-s3 and
+    /// aws-sdk-iam for a handful of requests would add the SDK's largest crates to every
+    /// cold build.
+    pub fn signed(&self, service: &str, method: &str, url: &str, body: &[u8]) -> Result<Signed> {
         use aws_credential_types::provider::ProvideCredentials;
         use aws_sigv4::http_request::{
             PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings, sign,
@@ -232,16 +292,7 @@ impl Aws {
         use aws_smithy_runtime_api::client::http::HttpConnector;
         use aws_smithy_types::body::SdkBody;
 
-        let region = self
-            .config
-            .region()
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        // Path-style on the emulator, virtual-hosted on AWS (bucket names are DNS-safe).
-        let url = match &self.emulator {
-            Some(endpoint) => format!("{}/{name}", endpoint.trim_end_matches('/')),
-            None => format!("https://{name}.s3.{region}.amazonaws.com/"),
-        };
+        let region = self.region();
         let provider = self
             .config
             .credentials_provider()
@@ -252,34 +303,50 @@ impl Aws {
             .map_err(|e| anyhow::anyhow!("loading AWS credentials: {}", DisplayErrorContext(&e)))?;
         let identity = credentials.into();
         let mut settings = SigningSettings::default();
-        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+        if service == "s3" {
+            settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+        }
+        // IAM is a global service, signed for us-east-1.
+        let signing_region = if service == "iam" {
+            "us-east-1"
+        } else {
+            &region
+        };
         let params = aws_sigv4::sign::v4::SigningParams::builder()
             .identity(&identity)
-            .region(&region)
-            .name("s3")
+            .region(signing_region)
+            .name(service)
             .time(std::time::SystemTime::now())
             .settings(settings)
             .build()
             .context("signing parameters")?
             .into();
+        let content_type = [("content-type", "application/x-www-form-urlencoded")];
+        let headers = if body.is_empty() {
+            &content_type[..0]
+        } else {
+            &content_type[..]
+        };
         let signable = SignableRequest::new(
-            "HEAD",
-            &url,
-            std::iter::empty(),
-            SignableBody::UnsignedPayload,
+            method,
+            url,
+            headers.iter().copied(),
+            SignableBody::Bytes(body),
         )
-        .context("signing the HeadBucket request")?;
+        .context("signing the request")?;
         let (instructions, _signature) = sign(signable, &params)
-            .context("signing the HeadBucket request")?
+            .context("signing the request")?
             .into_parts();
-        let mut request = http::Request::builder()
-            .method("HEAD")
-            .uri(&url)
-            .body(SdkBody::empty())
-            .context("building the HeadBucket request")?;
+        let mut request = http::Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let mut request = request
+            .body(SdkBody::from(body.to_vec()))
+            .context("building the request")?;
         instructions.apply_to_request_http1x(&mut request);
         let request = aws_smithy_runtime_api::http::Request::try_from(request)
-            .context("building the HeadBucket request")?;
+            .context("building the request")?;
         let connector = aws_smithy_http_client::Connector::builder()
             .tls_provider(tls::Provider::Rustls(
                 tls::rustls_provider::CryptoMode::Ring,
@@ -288,23 +355,34 @@ impl Aws {
         let response = self
             .runtime
             .block_on(async {
-                tokio::time::timeout(Duration::from_secs(30), connector.call(request)).await
+                let response =
+                    tokio::time::timeout(Duration::from_secs(30), connector.call(request)).await;
+                match response {
+                    Err(_) => Err(anyhow::anyhow!("no answer within 30s")),
+                    Ok(Err(e)) => Err(anyhow::anyhow!("{}", DisplayErrorContext(&e))),
+                    Ok(Ok(response)) => {
+                        let status = response.status().as_u16();
+                        let headers = response
+                            .headers()
+                            .iter()
+                            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+                            .collect();
+                        let bytes =
+                            aws_smithy_types::byte_stream::ByteStream::new(response.into_body())
+                                .collect()
+                                .await
+                                .map(|b| b.into_bytes().to_vec())
+                                .unwrap_or_default();
+                        Ok(Signed {
+                            status,
+                            headers,
+                            body: String::from_utf8_lossy(&bytes).into_owned(),
+                        })
+                    }
+                }
             })
-            .map_err(|_| anyhow::anyhow!("s3 HeadBucket {name}: no answer within 30s"))?
-            .map_err(|e| {
-                anyhow::anyhow!("s3 HeadBucket {name} failed: {}", DisplayErrorContext(&e))
-            })?;
-        let header = |n: &str| response.headers().get(n).map(str::to_string);
-        Ok(match response.status().as_u16() {
-            200 => Bucket::Exists,
-            404 => Bucket::Missing,
-            301 | 400 => match header("x-amz-bucket-region") {
-                Some(other) if other != region => Bucket::ElsewhereIn(other),
-                _ => bail!("s3 HeadBucket {name} answered HTTP {}", response.status()),
-            },
-            403 => Bucket::Forbidden,
-            status => bail!("s3 HeadBucket {name} answered HTTP {status}"),
-        })
+            .with_context(|| format!("{service} {method} {url}"))?;
+        Ok(response)
     }
 
     pub fn login_token(&self) -> Result<Token> {

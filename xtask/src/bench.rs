@@ -15,8 +15,8 @@ use xshell::cmd;
 use crate::aws::Aws;
 use crate::cli::{BenchArgs, Global};
 use crate::facts::utc_stamp;
+use crate::paths;
 use crate::pipeline::{load_settings, local_config, shell};
-use crate::{local, paths};
 
 /// What one round measures, in order. Each is a whole `cargo xtask image` as a user runs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,14 +60,14 @@ impl Scenario {
 pub fn run(global: &Global, args: BenchArgs) -> Result<()> {
     let settings = load_settings(global)?;
     let env = settings.environment(&global.env)?;
-    let cfg = local_config(env).with_context(|| {
+    local_config(env).with_context(|| {
         format!(
             "bench runs on the local stack only; `{}` is not a local-stack environment",
             env.name
         )
     })?;
     let sh = shell()?;
-    local::up(&sh, &cfg)?;
+    crate::pipeline::local_up(&sh, env)?;
     let aws = Aws::connect(env)?;
     let exe = std::env::current_exe()?;
     let stamp = utc_stamp(SystemTime::now());

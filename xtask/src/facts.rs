@@ -114,6 +114,20 @@ impl Git {
         let prefix = if self.dirty { "dirty" } else { "src" };
         format!("{prefix}-{}", &self.content[..12])
     }
+
+    /// HEAD's commit time in seconds since 1970: the build's `SOURCE_DATE_EPOCH`, so every
+    /// build of one commit stamps the same times into the image.
+    pub fn source_date_epoch(&self) -> Option<i64> {
+        source_date_epoch(&self.commit_time)
+    }
+}
+
+/// Seconds since 1970 of an RFC 3339 time with an offset (git's `%cI`, the `created` label).
+pub fn source_date_epoch(rfc3339: &str) -> Option<i64> {
+    use aws_smithy_types::date_time::{DateTime, Format};
+    DateTime::from_str(rfc3339.trim(), Format::DateTimeWithOffset)
+        .ok()
+        .map(|t| t.secs())
 }
 
 pub fn git(sh: &Shell, env: &Environment) -> Result<Git> {

@@ -17,6 +17,7 @@ pub mod plan;
 pub mod report;
 pub mod retag;
 pub mod runner;
+pub mod scan;
 pub mod secret;
 pub mod settings;
 pub mod smoke;

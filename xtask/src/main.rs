@@ -12,6 +12,7 @@ fn main() -> ExitCode {
         Command::Image(args) => pipeline::image(&cli.global, args),
         Command::Deploy(args) => pipeline::deploy(&cli.global, args),
         Command::Rollback(args) => pipeline::rollback(&cli.global, args),
+        Command::Bootstrap(args) => pipeline::bootstrap(&cli.global, args),
         Command::Local(args) => pipeline::local(&cli.global, args.action),
         Command::Ci(args) => ci::run(&cli.global, args),
         Command::Bench(args) => bench::run(&cli.global, args),

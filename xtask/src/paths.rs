@@ -33,6 +33,12 @@ pub fn build_metadata(env: &str) -> String {
     format!("target/xtask/{env}/build-metadata.json")
 }
 
+/// The OCI archive a build on the `docker` driver exports (then loads and pushes), deleted
+/// after the push.
+pub fn image_archive(env: &str) -> String {
+    format!("target/xtask/{env}/image.oci.tar")
+}
+
 /// Terraform's data directory for one environment (backend config, providers), so switching
 /// environments never re-points another environment's state.
 pub fn terraform_data_dir(env: &str) -> PathBuf {

@@ -1,11 +1,12 @@
-//! `image`, `deploy`, `rollback` and `local`: settings → facts → plan → runner → report.
+//! `image`, `deploy`, `rollback`, `bootstrap` and `local`: settings → facts → plan → runner →
+//! report.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use xshell::Shell;
 
-use crate::cli::{DeployArgs, Global, ImageArgs, LocalAction, RollbackArgs};
+use crate::cli::{BootstrapArgs, DeployArgs, Global, ImageArgs, LocalAction, RollbackArgs};
 use crate::facts::Facts;
 use crate::facts::{self, Tool};
 use crate::plan::{self, Plan, deploy::DeployOptions, image};
@@ -48,8 +49,14 @@ pub fn local_config(env: &Environment) -> Option<local::Config> {
 pub fn image(global: &Global, args: ImageArgs) -> Result<()> {
     execute(
         global,
-        &[Tool::Git, Tool::Docker, Tool::Buildx],
-        |env, facts, _| image::plan(env, facts, image_options(&args)),
+        &[Tool::Git, Tool::Docker, Tool::Buildx, Tool::Terraform],
+        |env, facts, _| {
+            let opts = image::Options {
+                confirm_bootstrap: env.protected && !facts::in_ci(),
+                ..image_options(&args)
+            };
+            image::plan(env, facts, opts)
+        },
     )
 }
 
@@ -87,6 +94,74 @@ pub fn rollback(global: &Global, args: RollbackArgs) -> Result<()> {
     )
 }
 
+/// `cargo xtask bootstrap`: the account layer, with the same guards, plan, runner and report.
+pub fn bootstrap(global: &Global, args: BootstrapArgs) -> Result<()> {
+    let settings = load_settings(global)?;
+    let env = settings.environment(&global.env)?;
+    let sh = shell()?;
+    let mut report = Report::new(global.json, global.verbose);
+    let tf_cli_config = match local_config(env) {
+        // `up` bootstraps a fresh emulator itself; this run then finds no changes.
+        Some(_) if !global.dry_run => Some(local_up(&sh, env)?.tf_cli_config),
+        Some(_) => Some(paths::root().join(paths::LOCAL_TF_CLI_CONFIG)),
+        None => None,
+    };
+    let tools = match facts::preflight(&sh, &[Tool::Terraform]) {
+        Ok(found) => found,
+        Err(e) if global.dry_run => {
+            report.warn(&format!("{e:#} (the dry run goes on)"));
+            vec![]
+        }
+        Err(e) => return Err(e),
+    };
+    let opts = plan::bootstrap::Options {
+        yes: args.yes,
+        ci: facts::in_ci(),
+    };
+    let plan = plan::bootstrap::plan(env, &tools, opts, tf_cli_config.as_deref());
+    run_or_print(&sh, env, &mut report, &plan, global.dry_run)
+}
+
+/// Brings the local stack up for a local-stack environment. When `up` started the emulator,
+/// its state is empty: the account layer is applied to it (the same `bootstrap` plan as on
+/// AWS), so that `deploy` finds its state bucket. A running emulator is never re-bootstrapped.
+pub fn local_up(sh: &Shell, env: &Environment) -> Result<local::Running> {
+    let cfg = local_config(env).with_context(|| {
+        format!(
+            "environment `{}` does not run on the local stack (it has no `registry` and \
+             `endpoint_url`): use --env local",
+            env.name
+        )
+    })?;
+    // Tests stand in their own registry or AWS endpoint for a local-stack environment (one
+    // that hangs, one that throttles): `up` would move the shared stack to those addresses.
+    if std::env::var("XTASK_LOCAL_STACK").is_ok_and(|v| v == "external") {
+        return Ok(local::Running {
+            registry: cfg.registry,
+            endpoint_url: cfg.endpoint_url,
+            tf_cli_config: paths::root().join(paths::LOCAL_TF_CLI_CONFIG),
+            fresh_emulator: false,
+        });
+    }
+    let running = local::up(sh, &cfg)?;
+    if running.fresh_emulator {
+        eprintln!("  -> the emulator started empty: applying the account layer (bootstrap)");
+        let tools = facts::preflight(sh, &[Tool::Terraform])?;
+        let opts = plan::bootstrap::Options {
+            yes: true,
+            ci: true,
+        };
+        let plan = plan::bootstrap::plan(env, &tools, opts, Some(&running.tf_cli_config));
+        // Progress only: the caller's own result is what goes to stdout.
+        let mut report = Report::new(true, false);
+        let mut runner = Runner::new(sh, env, &mut report);
+        runner
+            .execute(&plan)
+            .context("applying the account layer to the fresh emulator")?;
+    }
+    Ok(running)
+}
+
 pub fn local(global: &Global, action: LocalAction) -> Result<()> {
     let settings = load_settings(global)?;
     let env = settings.environment(&global.env)?;
@@ -99,7 +174,7 @@ pub fn local(global: &Global, action: LocalAction) -> Result<()> {
     })?;
     let sh = shell()?;
     match action {
-        LocalAction::Up => local::up(&sh, &cfg).map(drop),
+        LocalAction::Up => local_up(&sh, env).map(drop),
         LocalAction::Down => local::down(&sh, &cfg),
         LocalAction::Status => {
             if local::status(&sh, &cfg)? {
@@ -116,6 +191,7 @@ fn image_options(args: &ImageArgs) -> image::Options {
         force: args.force,
         allow_dirty: args.allow_dirty,
         no_smoke: args.no_smoke,
+        confirm_bootstrap: false,
     }
 }
 
@@ -132,12 +208,15 @@ fn execute(
     let mut report = Report::new(global.json, global.verbose);
 
     let tf_cli_config: Option<PathBuf> = match local_config(env) {
-        Some(cfg) if !global.dry_run => Some(local::up(&sh, &cfg)?.tf_cli_config),
+        Some(_) if !global.dry_run => Some(local_up(&sh, env)?.tf_cli_config),
         Some(_) => Some(paths::root().join(paths::LOCAL_TF_CLI_CONFIG)),
         None => None,
     };
 
-    let found = match facts::preflight(&sh, tools) {
+    let found = match facts::preflight(&sh, tools).and_then(|found| {
+        facts::check_terraform_version(&found, std::path::Path::new(&env.terraform.dir))?;
+        Ok(found)
+    }) {
         Ok(found) => found,
         Err(e) if global.dry_run => {
             report.warn(&format!("{e:#} (the dry run goes on)"));
@@ -172,19 +251,28 @@ fn execute(
         host_runs: facts::host_runs(env.platform),
     };
     let plan = make_plan(env, &facts, tf_cli_config.as_deref())?;
+    run_or_print(&sh, env, &mut report, &plan, global.dry_run)
+}
 
-    if global.dry_run {
-        if global.json {
-            report.finish(&result_json(&plan, None, "planned", None));
+/// The runner, or with `--dry-run` the printer: both go through the one plan.
+fn run_or_print(
+    sh: &Shell,
+    env: &Environment,
+    report: &mut Report,
+    plan: &Plan,
+    dry_run: bool,
+) -> Result<()> {
+    if dry_run {
+        if report.json {
+            report.finish(&result_json(plan, None, "planned", None));
         } else {
             print!("{plan}");
             println!("dry run: nothing was executed");
         }
         return Ok(());
     }
-
-    let mut runner = Runner::new(&sh, env, &mut report);
-    let result = runner.execute(&plan);
+    let mut runner = Runner::new(sh, env, report);
+    let result = runner.execute(plan);
     let state = std::mem::take(&mut runner.state);
     let (status, error) = match &result {
         Ok(()) => ("ok", None),
@@ -193,7 +281,7 @@ fn execute(
     if let Err(e) = &result {
         report.error(&format!("{e:#}"));
     }
-    report.finish(&result_json(&plan, Some(state.ran()), status, error));
+    report.finish(&result_json(plan, Some(state.ran()), status, error));
     result
 }
 

@@ -15,12 +15,14 @@ use crate::plan::Plan;
 use crate::tools::terraform::Outputs;
 
 /// The result fields a human summary and the GitHub step summary show, in order.
-const SUMMARY_KEYS: [&str; 5] = [
+const SUMMARY_KEYS: [&str; 7] = [
     "image_uri",
     "image",
     "terraform",
     "function_name",
     "function_url",
+    "deploy_role_arn",
+    "region",
 ];
 
 pub struct Report {
@@ -158,7 +160,13 @@ impl Report {
         };
         if let Ok(path) = std::env::var("GITHUB_OUTPUT") {
             let mut lines = String::new();
-            for key in ["digest", "image_uri", "function_name", "function_url"] {
+            for key in [
+                "digest",
+                "image_uri",
+                "function_name",
+                "function_url",
+                "deploy_role_arn",
+            ] {
                 let value = get(key);
                 if !value.is_empty() {
                     lines.push_str(&format!("{key}={value}\n"));
@@ -190,6 +198,9 @@ impl Report {
                     ));
                 }
             }
+            if let Some(scan) = result.get("scan").filter(|s| !s.is_null()) {
+                md.push_str(&crate::scan::markdown(scan));
+            }
             append(&path, &md);
         }
     }
@@ -204,6 +215,8 @@ pub struct Ran<'a> {
     pub outputs: Option<&'a Outputs>,
     pub executed: &'a [String],
     pub records: &'a [StepRecord],
+    /// The scan gate's verdict, when the plan had one.
+    pub scan: Option<&'a Value>,
 }
 
 /// The JSON result of a run, or of a dry run (`ran` is `None`).
@@ -233,11 +246,14 @@ pub fn result_json(
         "terraform": ran.and_then(|r| r.changes).map(|c| if c { "applied" } else { "no changes" }),
         "function_name": output("function_name"),
         "function_url": output("function_url"),
+        "deploy_role_arn": output("deploy_role_arn"),
+        "region": output("region"),
         "commands": match ran {
             Some(r) => r.executed.to_vec(),
             None => plan.command_lines(),
         },
         "steps": ran.map(|r| step_json(r.records)),
+        "scan": ran.and_then(|r| r.scan),
     })
 }
 

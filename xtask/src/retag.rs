@@ -42,33 +42,11 @@ pub fn copy_tags(
             username,
             password,
         } => {
-            let auth = Secret::new(format!(
-                "Basic {}",
-                aws_smithy_types::base64::encode(
-                    format!("{username}:{}", password.expose()).as_bytes()
-                )
-            ));
+            let auth = basic_auth(username, password);
+            let (body, media_type) =
+                read_manifest(registry, username, password, repository, digest)?;
             let base = format!("http://{registry}/v2/{repository}/manifests");
-            let accept = MANIFEST_TYPES.join(", ");
             let timeout = Duration::from_secs(30);
-            let got = http::request(
-                "GET",
-                &format!("{base}/{digest}"),
-                &[("Authorization", auth.expose()), ("Accept", &accept)],
-                b"",
-                timeout,
-            )
-            .with_context(|| format!("reading manifest {digest} from {registry}"))?;
-            if got.status != 200 {
-                bail!(
-                    "{registry} answered {} for manifest {repository}@{digest}",
-                    got.status
-                );
-            }
-            let media_type = got.header("content-type").unwrap_or_default().to_string();
-            if !MANIFEST_TYPES.contains(&media_type.as_str()) {
-                bail!("{registry} served {repository}@{digest} as {media_type:?}, not a manifest");
-            }
             for tag in tags {
                 let put = http::request(
                     "PUT",
@@ -77,7 +55,7 @@ pub fn copy_tags(
                         ("Authorization", auth.expose()),
                         ("Content-Type", &media_type),
                     ],
-                    &got.body,
+                    &body,
                     timeout,
                 )
                 .with_context(|| format!("tagging {repository}:{tag} on {registry}"))?;
@@ -92,4 +70,42 @@ pub fn copy_tags(
             Ok(())
         }
     }
+}
+
+fn basic_auth(username: &str, password: &Secret) -> Secret {
+    Secret::new(format!(
+        "Basic {}",
+        aws_smithy_types::base64::encode(format!("{username}:{}", password.expose()).as_bytes())
+    ))
+}
+
+/// The manifest bytes and media type of `repository@reference` on a loopback OCI registry.
+pub fn read_manifest(
+    registry: &str,
+    username: &str,
+    password: &Secret,
+    repository: &str,
+    reference: &str,
+) -> Result<(Vec<u8>, String)> {
+    let auth = basic_auth(username, password);
+    let accept = MANIFEST_TYPES.join(", ");
+    let got = http::request(
+        "GET",
+        &format!("http://{registry}/v2/{repository}/manifests/{reference}"),
+        &[("Authorization", auth.expose()), ("Accept", &accept)],
+        b"",
+        Duration::from_secs(30),
+    )
+    .with_context(|| format!("reading manifest {reference} from {registry}"))?;
+    if got.status != 200 {
+        bail!(
+            "{registry} answered {} for manifest {repository}@{reference}",
+            got.status
+        );
+    }
+    let media_type = got.header("content-type").unwrap_or_default().to_string();
+    if !MANIFEST_TYPES.contains(&media_type.as_str()) {
+        bail!("{registry} served {repository}@{reference} as {media_type:?}, not a manifest");
+    }
+    Ok((got.body, media_type))
 }

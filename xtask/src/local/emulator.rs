@@ -6,11 +6,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use xshell::cmd;
 
 use super::process::{self, MOTO};
-use super::{Config, Ctx, Health, fake_sigv4, step};
+use super::{Config, Ctx, Health, step};
 use crate::aws::Aws;
 use crate::http;
 use crate::secret::Secret;
@@ -39,43 +39,12 @@ pub(crate) fn ecr_credentials(cfg: &Config) -> anyhow::Result<(String, Secret)> 
     Ok((token.username, token.password))
 }
 
-/// Creates the Terraform state bucket; an existing one is fine.
-fn create_bucket(cfg: &Config) -> anyhow::Result<()> {
-    let auth = fake_sigv4(&cfg.region, "s3");
-    // Outside us-east-1, S3 requires the region in the body.
-    let body = if cfg.region == "us-east-1" {
-        String::new()
-    } else {
-        format!(
-            "<CreateBucketConfiguration><LocationConstraint>{}</LocationConstraint></CreateBucketConfiguration>",
-            cfg.region
-        )
-    };
-    let url = format!("{}/{}", cfg.endpoint_url, cfg.state_bucket);
-    let r = http::request(
-        "PUT",
-        &url,
-        &[("Authorization", &auth)],
-        body.as_bytes(),
-        TIMEOUT,
-    )
-    .with_context(|| format!("creating S3 bucket {}", cfg.state_bucket))?;
-    if r.status == 200 || r.text().contains("BucketAlreadyOwnedByYou") {
-        return Ok(());
-    }
-    bail!(
-        "creating S3 bucket {} in the emulator: HTTP {}: {}",
-        cfg.state_bucket,
-        r.status,
-        r.text()
-    )
-}
-
+/// Whether the Terraform state bucket exists (the bootstrap creates it), through the same
+/// signed HeadBucket that `deploy` uses.
 fn bucket_exists(cfg: &Config) -> bool {
-    let auth = fake_sigv4(&cfg.region, "s3");
-    let url = format!("{}/{}", cfg.endpoint_url, cfg.state_bucket);
-    http::request("HEAD", &url, &[("Authorization", &auth)], b"", TIMEOUT)
-        .is_ok_and(|r| r.status == 200)
+    Aws::emulator(&cfg.endpoint_url, &cfg.region)
+        .and_then(|aws| aws.bucket(&cfg.state_bucket))
+        .is_ok_and(|b| b == crate::aws::Bucket::Exists)
 }
 
 /// `moto_server` from PATH (preinstalled here), else from a project-local
@@ -110,11 +79,13 @@ fn moto_server(ctx: &Ctx<'_>) -> anyhow::Result<PathBuf> {
     Ok(exe)
 }
 
+/// Starts moto unless ours already runs; the flag says whether this call started it, so that
+/// its empty state gets the account layer applied (and a running one is left alone).
 pub(crate) fn ensure(
     ctx: &mut Ctx<'_>,
     addr: SocketAddr,
     pids: &mut BTreeMap<String, u32>,
-) -> anyhow::Result<Health> {
+) -> anyhow::Result<(Health, bool)> {
     let started = Instant::now();
     let cfg = ctx.cfg;
     let args = vec![
@@ -131,6 +102,7 @@ pub(crate) fn ensure(
         process::stop(pid, &MOTO)?;
         ours = None;
     }
+    let fresh = ours.is_none();
     let service = process::Service {
         daemon: &MOTO,
         addr,
@@ -145,25 +117,25 @@ pub(crate) fn ensure(
         || healthy(cfg),
     )?;
     pids.insert(MOTO.name.into(), pid);
-    // Checking first keeps a rerun free of writes.
-    if !bucket_exists(cfg) {
-        create_bucket(cfg)?;
-        step(format!(
-            "created S3 bucket {} for Terraform state",
-            cfg.state_bucket
-        ));
-    }
     let (user, _password) = ecr_credentials(cfg)?;
-    Ok(Health {
+    let bucket = if fresh {
+        "fresh state: the account layer is applied next".to_string()
+    } else if bucket_exists(cfg) {
+        format!("bucket {}", cfg.state_bucket)
+    } else {
+        format!(
+            "bucket {} missing: run `cargo xtask bootstrap --env local`",
+            cfg.state_bucket
+        )
+    };
+    let health = Health {
         name: "emulator",
         address: cfg.endpoint_url.clone(),
         healthy: true,
-        health: format!(
-            "healthy: moto pid {pid}, ECR token for {user}, bucket {}",
-            cfg.state_bucket
-        ),
+        health: format!("healthy: moto pid {pid}, ECR token for {user}, {bucket}"),
         elapsed: started.elapsed(),
-    })
+    };
+    Ok((health, fresh))
 }
 
 pub(crate) fn status(ctx: &Ctx<'_>, addr: SocketAddr) -> Health {

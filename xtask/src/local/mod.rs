@@ -9,6 +9,7 @@
 mod apt;
 mod emulator;
 mod engine;
+pub mod lambda;
 mod oci_registry;
 mod process;
 mod standins;
@@ -48,6 +49,9 @@ pub struct Running {
     pub endpoint_url: String,
     /// Absolute path of the generated Terraform CLI config, for `TF_CLI_CONFIG_FILE`.
     pub tf_cli_config: PathBuf,
+    /// This `up` started the emulator, so its state is empty: the caller applies the
+    /// account layer (`bootstrap`) to it.
+    pub fresh_emulator: bool,
 }
 
 /// The record written to `target/local-stack/stack.json` after every successful `up`.
@@ -113,6 +117,17 @@ impl Paths {
     }
     pub fn adapter_root(&self) -> PathBuf {
         self.dir.join("adapter")
+    }
+    pub fn lambda_venv(&self) -> PathBuf {
+        self.dir.join("cargo-lambda-venv")
+    }
+    /// The dummy Cargo project cargo-lambda runs on; one binary per served function.
+    pub fn lambda_project(&self) -> PathBuf {
+        self.dir.join("lambda").join("project")
+    }
+    /// One record (`<function>.json`) and environment file per served function.
+    pub fn lambda_functions(&self) -> PathBuf {
+        self.dir.join("lambda").join("functions")
     }
 }
 
@@ -215,7 +230,7 @@ pub fn up(sh: &Shell, cfg: &Config) -> anyhow::Result<Running> {
 
     let r = engine::ensure(&mut ctx, &mut pids).context("local stack: Docker engine")?;
     r.print();
-    let r =
+    let (r, fresh_emulator) =
         emulator::ensure(&mut ctx, endpoint_addr, &mut pids).context("local stack: emulator")?;
     r.print();
     let r = oci_registry::ensure(&mut ctx, registry_addr, &mut pids)
@@ -224,6 +239,8 @@ pub fn up(sh: &Shell, cfg: &Config) -> anyhow::Result<Running> {
     let (r, tf_cli_config) = terraform::ensure(&mut ctx).context("local stack: terraform")?;
     r.print();
     let r = standins::ensure(&mut ctx, adapter_build).context("local stack: base images")?;
+    r.print();
+    let r = lambda::ensure(&mut ctx, &mut pids).context("local stack: Lambda emulator")?;
     r.print();
 
     let record = StackFile {
@@ -245,6 +262,7 @@ pub fn up(sh: &Shell, cfg: &Config) -> anyhow::Result<Running> {
         registry: cfg.registry.clone(),
         endpoint_url: cfg.endpoint_url.clone(),
         tf_cli_config,
+        fresh_emulator,
     })
 }
 
@@ -254,8 +272,11 @@ pub fn up(sh: &Shell, cfg: &Config) -> anyhow::Result<Running> {
 pub fn down(sh: &Shell, cfg: &Config) -> anyhow::Result<()> {
     let _ = cfg;
     let paths = Paths::new(sh);
+    // Function containers go while the engine still runs; then the emulator they called.
+    lambda::stop_functions(sh, &paths);
     // Order matters: dockerd needs containerd to stop its containers cleanly.
     for d in [
+        lambda::LAMBDA,
         process::REGISTRY,
         process::MOTO,
         process::DOCKERD,
@@ -291,13 +312,14 @@ pub fn status(sh: &Shell, cfg: &Config) -> anyhow::Result<bool> {
         paths,
         apt,
     };
-    let reports = [
+    let mut reports = vec![
         engine::status(&ctx),
         emulator::status(&ctx, endpoint_addr),
         oci_registry::status(&ctx, registry_addr),
         terraform::status(&ctx),
         standins::status(&ctx),
     ];
+    reports.extend(lambda::status(&ctx));
     for r in &reports {
         eprintln!("{}", r.line());
     }

@@ -8,36 +8,10 @@ use anyhow::Result;
 use super::image::{self, Options};
 use super::{Action, DIGEST, NOW, Plan, Slot, Step, When};
 use crate::facts::Facts;
-use crate::paths;
-use crate::settings::{EMULATOR_KEYS, Environment};
-use crate::tools::{docker, terraform};
+use crate::settings::Environment;
+use crate::tools::terraform;
 
-/// The environment every Terraform command runs with.
-pub fn terraform_env(env: &Environment, tf_cli_config: Option<&Path>) -> Vec<(String, String)> {
-    let mut vars = vec![
-        ("TF_IN_AUTOMATION".to_string(), "1".to_string()),
-        (
-            "TF_DATA_DIR".to_string(),
-            paths::terraform_data_dir(&env.name).display().to_string(),
-        ),
-        ("AWS_REGION".to_string(), env.region.clone()),
-    ];
-    if let Some(config) = tf_cli_config {
-        vars.push((
-            "TF_CLI_CONFIG_FILE".to_string(),
-            config.display().to_string(),
-        ));
-    }
-    if let Some(local) = &env.local {
-        vars.push(("AWS_ENDPOINT_URL".to_string(), local.endpoint_url.clone()));
-        vars.push(("AWS_ACCESS_KEY_ID".to_string(), EMULATOR_KEYS.0.to_string()));
-        vars.push((
-            "AWS_SECRET_ACCESS_KEY".to_string(),
-            EMULATOR_KEYS.1.to_string(),
-        ));
-    }
-    vars
-}
+pub use super::repository::terraform_env;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DeployOptions {
@@ -61,31 +35,8 @@ pub fn plan(
     tf_cli_config: Option<&Path>,
 ) -> Result<Plan> {
     let tf_env = terraform_env(env, tf_cli_config);
-    let mut steps = vec![image::preflight(facts), image::identity(env)];
-    steps.push(Step::new(
-        "terraform init",
-        Action::Run {
-            cmd: terraform::init(env, &tf_env),
-            retry: false,
-        },
-    ));
-    steps.push(Step::new(
-        "ECR repository lookup",
-        Action::CheckRepository {
-            name: env.repository.clone(),
-            required: false,
-        },
-    ));
-    steps.push(
-        Step::new(
-            "ECR repository bootstrap (first deploy: targeted apply)",
-            Action::Run {
-                cmd: terraform::bootstrap(env, &tf_env),
-                retry: false,
-            },
-        )
-        .when(When::RepositoryMissing),
-    );
+    let mut steps = vec![image::preflight(&facts.tools), image::identity(env)];
+    steps.extend(super::repository::steps(env, &tf_env, opts.confirm(env)));
     steps.extend(image::build_steps(env, facts, opts.image)?);
     steps.extend(release_steps(env, &tf_env, opts.confirm(env)));
     Ok(with_saved_plan(
@@ -156,33 +107,24 @@ pub(super) fn release_steps(
         )
         .when(When::ChangesPlanned),
     );
-    let retag = |slot: Slot, tags: &[&str]| {
-        let tags: Vec<String> = tags.iter().map(ToString::to_string).collect();
-        let verify = tags
-            .iter()
-            .map(|t| docker::inspect(&format!("{repo}:{t}")))
-            .collect();
-        Action::Retag {
-            repository: env.repository.clone(),
-            slot,
-            tags,
-            verify,
-        }
-    };
-    // `live` follows what the function runs, also after a run that applied but failed to
-    // tag: the next run finds no changes, yet `live` elsewhere, and repairs it.
+    // `live` is the commit point, written last: `previous` (the image `live` named) first,
+    // then `deployed-<time>`, then `live`. Whatever fails partway, `live` still names the old
+    // image, so the next run (even with no changes to apply) writes all three again.
     steps.push(
         Step::new(
             "keep the previous image as the rollback target",
-            retag(Slot::LiveDigest, &["previous"]),
+            Action::retag(env, Slot::LiveDigest, vec!["previous".into()]),
         )
         .when(When::PreviousMoves),
     );
-    let deployed = format!("deployed-{NOW}");
     steps.push(
         Step::new(
             "mark the deployed image",
-            retag(Slot::Digest, &["live", &deployed]),
+            Action::retag(
+                env,
+                Slot::Digest,
+                vec![format!("deployed-{NOW}"), "live".into()],
+            ),
         )
         .when(When::LiveMoves),
     );
@@ -192,6 +134,17 @@ pub(super) fn release_steps(
             cmd: terraform::output(env, tf_env),
         },
     ));
+    // On the local stack the function really runs: the URL printed at the end streams.
+    if let Some(local) = &env.local {
+        steps.push(Step::new(
+            "serve the function locally (Lambda emulator)",
+            Action::ServeLocal {
+                endpoint_url: local.endpoint_url.clone(),
+                region: env.region.clone(),
+                platform: env.platform,
+            },
+        ));
+    }
     steps
 }
 
@@ -227,6 +180,7 @@ mod tests {
         let order = [
             "tool preflight",
             "account and region check",
+            "state bucket exists",
             "terraform init",
             "ECR repository bootstrap",
             "registry login",
@@ -365,6 +319,39 @@ mod tests {
     }
 
     #[test]
+    fn only_local_stack_deploys_serve_the_function() {
+        let local = deploy("local");
+        let last = local.steps.last().unwrap();
+        assert_eq!(last.title, "serve the function locally (Lambda emulator)");
+        assert_eq!(last.when, When::Always);
+        assert_eq!(
+            last.action,
+            Action::ServeLocal {
+                endpoint_url: "http://127.0.0.1:4566".into(),
+                region: "us-east-1".into(),
+                platform: crate::settings::Platform::Amd64,
+            }
+        );
+        let described = local.to_string();
+        assert!(
+            described.contains(
+                "GET http://127.0.0.1:4566/2015-03-31/functions/<function_name> (Lambda \
+                 GetFunction in us-east-1)"
+            ) && described.contains("local function url: http://<bridge>:9000/lambda-url/"),
+            "{described}"
+        );
+        for name in ["preprod", "prod"] {
+            assert!(
+                !deploy(name)
+                    .steps
+                    .iter()
+                    .any(|s| matches!(s.action, Action::ServeLocal { .. })),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
     fn deployment_tags_move_by_manifest_copy_and_are_read_back() {
         let repo = "127.0.0.1:5000/local-sse-streaming-lambda";
         let plan = deploy("local");
@@ -372,6 +359,8 @@ mod tests {
         let retags: Vec<Retag> = plan
             .steps
             .iter()
+            // The image part's own tags (a skipped build) are the image plan's test.
+            .filter(|s| s.when != When::ImageFound)
             .filter_map(|s| match &s.action {
                 Action::Retag {
                     repository,
@@ -408,8 +397,9 @@ mod tests {
                     "mark the deployed image",
                     When::LiveMoves,
                     &Slot::Digest,
-                    &vec!["live".to_string(), "deployed-<now>".to_string()],
-                    vec![inspect("live"), inspect("deployed-<now>")],
+                    // `live` last: it is the commit point a failed run leaves unmoved.
+                    &vec!["deployed-<now>".to_string(), "live".to_string()],
+                    vec![inspect("deployed-<now>"), inspect("live")],
                 ),
             ]
         );

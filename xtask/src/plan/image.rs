@@ -2,10 +2,12 @@
 
 use anyhow::{Result, bail};
 
-#[cfg(test)]
 use super::CmdLine;
-use super::{Action, CONTAINER, DIGEST, Plan, Slot, Step, When};
-use crate::facts::{Facts, Git};
+use super::{
+    Action, CONTAINER, DIGEST, IMAGE_COMMAND, LAMBDA_API, Plan, Slot, Step, When, repository,
+};
+use crate::facts::{Facts, Git, Tool};
+use crate::local::lambda;
 use crate::paths;
 use crate::settings::Environment;
 use crate::tools::docker;
@@ -15,6 +17,8 @@ pub struct Options {
     pub force: bool,
     pub allow_dirty: bool,
     pub no_smoke: bool,
+    /// Ask before the first run's repository bootstrap (protected environments outside CI).
+    pub confirm_bootstrap: bool,
 }
 
 /// The tags every push carries: the content tag first, then `git-<sha>` for clean trees, `latest`.
@@ -29,14 +33,15 @@ pub fn tags(env: &Environment, git: &Git) -> Vec<String> {
 }
 
 pub fn plan(env: &Environment, facts: &Facts, opts: Options) -> Result<Plan> {
-    let mut steps = vec![preflight(facts), identity(env)];
-    steps.push(Step::new(
-        "ECR repository exists",
-        Action::CheckRepository {
-            name: env.repository.clone(),
-            required: true,
-        },
-    ));
+    let mut steps = vec![preflight(&facts.tools), identity(env)];
+    // `image` may be the first command in an environment: it creates the repository as
+    // `deploy` does. Local-stack environments use the stack's offline Terraform config.
+    let tf_cli_config = env
+        .local
+        .as_ref()
+        .map(|_| paths::root().join(paths::LOCAL_TF_CLI_CONFIG));
+    let tf_env = repository::terraform_env(env, tf_cli_config.as_deref());
+    steps.extend(repository::steps(env, &tf_env, opts.confirm_bootstrap));
     steps.extend(build_steps(env, facts, opts)?);
     Ok(Plan {
         command: "image",
@@ -48,9 +53,8 @@ pub fn plan(env: &Environment, facts: &Facts, opts: Options) -> Result<Plan> {
     })
 }
 
-pub(super) fn preflight(facts: &Facts) -> Step {
-    let tools: Vec<String> = facts
-        .tools
+pub(super) fn preflight(tools: &[(Tool, String)]) -> Step {
+    let tools: Vec<String> = tools
         .iter()
         .map(|(tool, version)| format!("{} {version}", tool.name()))
         .collect();
@@ -121,6 +125,19 @@ pub(super) fn build_steps(env: &Environment, facts: &Facts, opts: Options) -> Re
     if let Some(url) = &git.source_url {
         labels.push(("org.opencontainers.image.source".to_string(), url.clone()));
     }
+    let archive = paths::image_archive(&env.name);
+    // The export that keeps file times at the commit's on this builder (see `docker::Export`).
+    let export = match (facts.builder.driver.as_str(), facts.builder.exports_cache) {
+        ("docker", true) => docker::Export::OciArchive(&archive),
+        ("docker", false) => docker::Export::Push,
+        _ => docker::Export::Registry,
+    };
+    let push: Vec<CmdLine> = match export {
+        docker::Export::OciArchive(file) => std::iter::once(docker::load(file))
+            .chain(tags.iter().map(|t| docker::push(t)))
+            .collect(),
+        _ => vec![],
+    };
     let build = docker::build(&docker::Build {
         builder: env.builder.as_deref(),
         platform: env.platform,
@@ -132,6 +149,8 @@ pub(super) fn build_steps(env: &Environment, facts: &Facts, opts: Options) -> Re
         export_cache: facts.builder.exports_cache,
         metadata_file: &metadata_file,
         tags,
+        source_date_epoch: git.source_date_epoch(),
+        export,
     });
     steps.push(
         Step::new(
@@ -139,6 +158,8 @@ pub(super) fn build_steps(env: &Environment, facts: &Facts, opts: Options) -> Re
             Action::Build {
                 cmd: build,
                 metadata_file,
+                archive: matches!(export, docker::Export::OciArchive(_)).then(|| archive.clone()),
+                push,
             },
         )
         .when(When::ImageMissing),
@@ -147,6 +168,10 @@ pub(super) fn build_steps(env: &Environment, facts: &Facts, opts: Options) -> Re
         "manifest verification",
         Action::verify(content_ref.clone(), env.platform),
     ));
+    // Also when the build was skipped: the emulator forgets its images on `local down`, and
+    // an image pushed earlier must pass today's gate (an allow-list entry may have expired).
+    steps.extend(super::scan::mirror(env, git));
+    steps.push(super::scan::gate(env));
     let smoke = if opts.no_smoke {
         Some("skipped: --no-smoke")
     } else if !env.smoke_test {
@@ -162,19 +187,53 @@ pub(super) fn build_steps(env: &Environment, facts: &Facts, opts: Options) -> Re
             let image = format!("{}@{DIGEST}", env.image_repo());
             // Also when the build was skipped: an image pushed by a run whose smoke test failed
             // must not pass unchecked the next time.
-            steps.push(Step::new(
-                "smoke test",
-                Action::Smoke {
-                    run: docker::run_detached(&image, env.platform),
-                    port: docker::port(CONTAINER),
-                    logs: docker::logs(CONTAINER),
-                    remove: docker::remove(CONTAINER),
-                    image,
-                },
-            ));
+            steps.push(Step::new("smoke test", smoke_action(env, image)));
         }
     }
+    // A build writes every tag; when it was skipped, the others are written here, so the
+    // tags reported are the tags in the registry.
+    let others: Vec<String> = self::tags(env, git)
+        .iter()
+        .skip(1)
+        .filter_map(|t| t.rsplit_once(':').map(|(_, tag)| tag.to_string()))
+        .collect();
+    steps.push(
+        Step::new(
+            format!("tag the existing image ({})", others.join(", ")),
+            Action::retag(env, Slot::Digest, others),
+        )
+        .when(When::ImageFound),
+    );
     Ok(steps)
+}
+
+/// The smoke test: the image runs as Lambda runs it, under the Lambda emulator, with the
+/// environment's memory size, and its stream is read through the emulated Function URL.
+fn smoke_action(env: &Environment, image: String) -> Action {
+    let memory_mb = env
+        .terraform
+        .vars
+        .get("memory_size")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(lambda::DEFAULT_MEMORY_MB);
+    let run = docker::run_lambda(&docker::LambdaContainer {
+        name: CONTAINER,
+        image: &image,
+        platform: env.platform,
+        memory_mb,
+        labels: lambda::labels(CONTAINER),
+        env: lambda::runtime_environment(LAMBDA_API, CONTAINER, memory_mb, &env.region),
+        env_file: None,
+        command: vec![IMAGE_COMMAND.to_string()],
+    });
+    Action::Smoke {
+        pull: docker::pull(&image, env.platform),
+        inspect: docker::image_config(&image),
+        run,
+        logs: docker::logs(CONTAINER),
+        remove: docker::remove(CONTAINER),
+        image,
+    }
 }
 
 /// A command line the plan reads back, for tests.
@@ -251,12 +310,32 @@ pub(crate) mod tests {
                      --label org.opencontainers.image.revision=0123456789abcdef0123456789abcdef01234567 \
                      --label org.opencontainers.image.created=2026-11-27T12:00:00+00:00 \
                      --label org.opencontainers.image.source=https://github.com/example-org/sse-streaming \
-                     {build_args}--cache-from type=registry,ref={repo}:buildcache \
+                     {build_args}--build-arg SOURCE_DATE_EPOCH=1795780800 \
+                     --cache-from type=registry,ref={repo}:buildcache \
                      --cache-to type=registry,ref={repo}:buildcache,mode=max,image-manifest=true,oci-mediatypes=true \
                      --metadata-file target/xtask/{name}/build-metadata.json \
                      --tag {repo}:src-feedfacecafe --tag {repo}:git-0123456789ab --tag {repo}:latest \
-                     --push src/lambdas/sse_streaming"
+                     --output type=oci,dest=target/xtask/{name}/image.oci.tar,rewrite-timestamp=true \
+                     src/lambdas/sse_streaming"
                 )
+            );
+            // The docker driver's export: the OCI archive, loaded, then each tag pushed.
+            let lines = plan.command_lines();
+            let after = lines
+                .iter()
+                .skip_while(|l| !l.starts_with("docker buildx build"))
+                .skip(1)
+                .take(4)
+                .cloned()
+                .collect::<Vec<_>>();
+            assert_eq!(
+                after,
+                [
+                    format!("docker load --input target/xtask/{name}/image.oci.tar"),
+                    format!("docker push {repo}:src-feedfacecafe"),
+                    format!("docker push {repo}:git-0123456789ab"),
+                    format!("docker push {repo}:latest"),
+                ]
             );
             assert_eq!(
                 find(&plan, "docker login").to_string(),
@@ -280,16 +359,105 @@ pub(crate) mod tests {
             [
                 "tool preflight",
                 "account and region check",
-                "ECR repository exists",
+                "state bucket exists (preprod-sse-streaming-tfstate)",
+                "terraform init",
+                "ECR repository lookup",
+                "ECR repository bootstrap (first run: targeted apply)",
                 "registry login (111111111111.dkr.ecr.eu-west-1.amazonaws.com)",
                 "content tag lookup (src-feedfacecafe)",
                 "docker buildx build --push (linux/amd64)",
                 "manifest verification",
+                "image scan gate (fail on CRITICAL)",
                 "smoke test",
+                "tag the existing image (git-0123456789ab, latest)",
             ]
         );
-        assert_eq!(plan.steps[5].when, When::ImageMissing);
-        assert_eq!(plan.steps[7].when, When::Always);
+        let gate = plan
+            .steps
+            .iter()
+            .find(|s| s.title.starts_with("image scan gate"));
+        assert!(matches!(gate.unwrap().action, Action::ScanGate { .. }));
+        let when = |prefix: &str| {
+            plan.steps
+                .iter()
+                .find(|s| s.title.starts_with(prefix))
+                .unwrap()
+                .when
+        };
+        assert_eq!(when("terraform init"), When::InitStale);
+        assert_eq!(when("ECR repository bootstrap"), When::RepositoryMissing);
+        assert_eq!(when("docker buildx build"), When::ImageMissing);
+        assert_eq!(when("smoke test"), When::Always);
+        // A skipped build still writes the tags the summary reports, by manifest copy.
+        assert_eq!(when("tag the existing image"), When::ImageFound);
+        let retag = plan
+            .steps
+            .iter()
+            .find(|s| s.title.starts_with("tag the existing image"))
+            .unwrap();
+        assert!(
+            matches!(&retag.action, Action::Retag { slot: Slot::Digest, tags, .. }
+                if tags == &["git-0123456789ab", "latest"]),
+            "{:?}",
+            retag.action
+        );
+    }
+
+    #[test]
+    fn the_export_keeps_commit_times_on_every_driver_that_can() {
+        let settings = settings();
+        let env = settings.environment("preprod").unwrap();
+        let repo = "111111111111.dkr.ecr.eu-west-1.amazonaws.com/preprod-sse-streaming-lambda";
+        let build_of = |driver: &str, exports_cache: bool| {
+            let mut f = facts(false);
+            f.builder = Builder {
+                exports_cache,
+                driver: driver.into(),
+            };
+            let plan = plan(env, &f, Options::default()).unwrap();
+            let step = plan
+                .steps
+                .iter()
+                .find(|s| matches!(s.action, Action::Build { .. }))
+                .unwrap()
+                .clone();
+            (find(&plan, "docker buildx build").to_string(), step)
+        };
+        // docker-container, remote, kubernetes: BuildKit pushes with rewritten times.
+        let (line, step) = build_of("docker-container", true);
+        assert!(
+            line.ends_with(&format!(
+                "--tag {repo}:latest --output type=registry,rewrite-timestamp=true \
+                 src/lambdas/sse_streaming"
+            )),
+            "{line}"
+        );
+        assert!(
+            line.contains("--build-arg SOURCE_DATE_EPOCH=1795780800"),
+            "{line}"
+        );
+        assert_eq!(step.commands().len(), 1, "no load or push of its own");
+        // The docker driver on the containerd store: the OCI archive, deleted after the push.
+        let (line, step) = build_of("docker", true);
+        assert!(
+            line.contains(
+                "--output type=oci,dest=target/xtask/preprod/image.oci.tar,rewrite-timestamp=true"
+            ),
+            "{line}"
+        );
+        let Action::Build { archive, push, .. } = &step.action else {
+            unreachable!()
+        };
+        assert_eq!(
+            archive.as_deref(),
+            Some("target/xtask/preprod/image.oci.tar")
+        );
+        assert_eq!(push.len(), 4);
+        // The classic image store rewrites layers on push anyway: a plain push.
+        let (line, step) = build_of("docker", false);
+        assert!(line.ends_with("--push src/lambdas/sse_streaming"), "{line}");
+        assert!(!line.contains("rewrite-timestamp"), "{line}");
+        assert_eq!(step.commands().len(), 1);
     }
 
     #[test]
@@ -369,6 +537,71 @@ pub(crate) mod tests {
                 .iter()
                 .any(|s| matches!(s.action, Action::Lookup { .. }))
         );
-        assert!(plan.command_lines()[1].starts_with("docker buildx build"));
+        let after_login = plan
+            .command_lines()
+            .into_iter()
+            .skip_while(|l| !l.starts_with("docker login"))
+            .nth(1)
+            .unwrap();
+        assert!(
+            after_login.starts_with("docker buildx build"),
+            "{after_login}"
+        );
+    }
+
+    #[test]
+    fn smoke_test_runs_under_the_lambda_emulator() {
+        let settings = settings();
+        let plan = plan(
+            settings.environment("prod").unwrap(),
+            &facts(false),
+            Options::default(),
+        )
+        .unwrap();
+        let image =
+            "222222222222.dkr.ecr.eu-west-1.amazonaws.com/prod-sse-streaming-lambda@<digest>";
+        let smoke = plan.steps.iter().find(|s| s.title == "smoke test").unwrap();
+        let lines: Vec<String> = smoke.commands().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                format!("docker pull --quiet --platform linux/amd64 {image}"),
+                format!("docker image inspect --format \"{{{{json .Config}}}}\" {image}"),
+                // The adapter as an extension beside the image's own command, the variables
+                // Lambda sets (prod's memory_size), and no published port.
+                format!(
+                    "docker run --detach --name <container> --platform linux/amd64 --read-only \
+                     --tmpfs /tmp --memory 1024m --label xtask.lambda-function=<container> \
+                     --env AWS_LAMBDA_RUNTIME_API=<lambda-api>/<container> \
+                     --env AWS_LWA_LAMBDA_RUNTIME_API_PROXY=http://<lambda-api>/<container> \
+                     --env AWS_LAMBDA_FUNCTION_NAME=<container> \
+                     --env AWS_LAMBDA_FUNCTION_VERSION=$LATEST \
+                     --env AWS_LAMBDA_FUNCTION_MEMORY_SIZE=1024 --env AWS_REGION=eu-west-1 \
+                     --env AWS_DEFAULT_REGION=eu-west-1 --entrypoint /bin/sh {image} \
+                     -c \"/opt/extensions/lambda-adapter & exec \\\"$@\\\"\" sh <image-command>"
+                ),
+                "docker rm --force <container>".to_string(),
+            ]
+        );
+        assert!(!lines[2].contains("--publish"), "{}", lines[2]);
+        let described = smoke.describe().join("\n");
+        assert!(
+            described.contains("docker logs <container>   (on failure)")
+                && described.contains("/stream?count=3&interval=1")
+                && described.contains("Function URL"),
+            "{described}"
+        );
+        // Local environments too: the same lines, with the default memory size when unset.
+        let local = super::plan(
+            settings.environment("local").unwrap(),
+            &facts(false),
+            Options::default(),
+        )
+        .unwrap();
+        assert!(
+            find(&local, "docker run")
+                .to_string()
+                .contains("--memory 512m")
+        );
     }
 }

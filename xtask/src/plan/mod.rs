@@ -4,15 +4,18 @@
 //! executes it; `--dry-run` prints it. Values known only at run time (the digest a build
 //! produces, the current time) are placeholders such as `<digest>` that the runner fills in.
 
+pub mod bootstrap;
 pub mod deploy;
 pub mod image;
+pub mod repository;
 pub mod rollback;
+mod scan;
 
 use std::fmt;
 
 use crate::settings::Platform;
 
-pub use crate::cmdline::{CONTAINER, CmdLine, DIGEST, LIVE_DIGEST, NOW};
+pub use crate::cmdline::{CONTAINER, CmdLine, DIGEST, IMAGE_COMMAND, LAMBDA_API, LIVE_DIGEST, NOW};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -46,8 +49,19 @@ pub enum When {
     ChangesPlanned,
     /// The `live` tag does not point at the image being deployed (or does not exist).
     LiveMoves,
-    /// Changes are planned and `live` points at another image, which becomes `previous`.
+    /// `live` moves and points at another single image, which becomes `previous`. (Not a
+    /// stale index that `imagetools create` made: no function ever ran one.)
     PreviousMoves,
+    /// The content tag was already in the registry, so nothing was built or pushed.
+    ImageFound,
+    /// `terraform init`, unless the data directory was initialised with the same backend
+    /// settings, configuration files and provider lock file (a key recorded in it).
+    InitStale,
+    /// The account layer's first run (no state bucket yet, or a local state left by an
+    /// interrupted first run): local state, then migrated into the bucket.
+    FirstBootstrap,
+    /// The account layer's state is in its bucket.
+    Bootstrapped,
 }
 
 impl fmt::Display for When {
@@ -58,7 +72,11 @@ impl fmt::Display for When {
             When::ImageMissing => "if the content tag is not in the registry",
             When::ChangesPlanned => "if terraform plan finds changes",
             When::LiveMoves => "if `live` does not point at this image yet",
-            When::PreviousMoves => "if changes are planned and `live` points at another image",
+            When::PreviousMoves => "if `live` moves from another image",
+            When::ImageFound => "if the content tag was already in the registry",
+            When::InitStale => "unless already initialised for this backend and configuration",
+            When::FirstBootstrap => "on the first run (no state bucket yet)",
+            When::Bootstrapped => "if the state bucket exists",
         })
     }
 }
@@ -83,21 +101,39 @@ pub enum Action {
     /// A command that must exit 0.
     Run { cmd: CmdLine, retry: bool },
     /// `docker buildx build --push`; the digest comes from the metadata file.
-    Build { cmd: CmdLine, metadata_file: String },
+    /// Then `push` (the `docker` driver's load and pushes of `archive`, deleted afterwards).
+    Build {
+        cmd: CmdLine,
+        metadata_file: String,
+        push: Vec<CmdLine>,
+        archive: Option<String>,
+    },
     /// The pushed tag must be a single image manifest for `platform` with the built digest.
     VerifyManifest {
         reference: String,
         platform: Platform,
         cmd: CmdLine,
     },
-    /// Run the image, wait for `/health`, read live SSE events, stop it.
-    /// `logs` runs only when the test fails; `remove` always.
+    /// Run the image under the Lambda emulator (the adapter started as an extension), wait
+    /// for `/health` through its Function URL, read a live SSE stream there, remove it.
+    /// `<container>` is a fresh name per run, also the function's name in the emulator;
+    /// `<lambda-api>` is the emulator's Runtime API; `<image-command>` the image's ENTRYPOINT
+    /// and CMD, read by `inspect`. `logs` runs only when the test fails; `remove` always.
     Smoke {
         image: String,
+        pull: CmdLine,
+        inspect: CmdLine,
         run: CmdLine,
-        port: CmdLine,
         logs: CmdLine,
         remove: CmdLine,
+    },
+    /// Local stack only: serve the function Terraform reports (output `function_name`) the
+    /// way the AWS emulator's Lambda API describes it (image digest, environment, memory)
+    /// under the Lambda emulator, replacing what served it before, and print its Function URL.
+    ServeLocal {
+        endpoint_url: String,
+        region: String,
+        platform: Platform,
     },
     /// Points `tags` (bare names) of `repository` at the digest in `slot` by copying its
     /// manifest (see `registry.rs`), then reads each back to check the digest.
@@ -113,8 +149,32 @@ pub enum Action {
     Confirm { prompt: String },
     /// `terraform apply` of the saved plan; Ctrl-C is forwarded once so state is saved.
     Apply { cmd: CmdLine },
+    /// S3 HeadBucket on the state bucket. `required`: a missing bucket stops the run with the
+    /// bootstrap hint. `local_state`: a first run's leftover local state also counts as a
+    /// first run, so an interrupted bootstrap resumes from its own state.
+    CheckBucket {
+        bucket: String,
+        local_state: Option<String>,
+        required: bool,
+    },
+    /// Writes a file (relative to the repository root); the plan's cleanup removes it.
+    WriteFile { path: String, contents: String },
+    /// Deletes files; missing ones are fine.
+    RemoveFiles { paths: Vec<String> },
     /// `terraform output -json`, reported in the summary.
     Outputs { cmd: CmdLine },
+    /// Local stack only: ECR PutImage of the pushed manifest (read from the loopback registry)
+    /// into the emulator's ECR under `tags`, so ECR's image calls (scan, retag) know the image.
+    MirrorToEmulator {
+        repository: String,
+        tags: Vec<String>,
+    },
+    /// Waits (bounded) for the registry's scan of the run's digest, starting one when there is
+    /// none, and refuses findings at or above the policy's threshold that it does not allow.
+    ScanGate {
+        repository: String,
+        policy: crate::scan::Policy,
+    },
 }
 
 /// Runtime values a lookup can fill.
@@ -134,6 +194,20 @@ impl Action {
             reference,
             sets,
             required,
+        }
+    }
+    /// Points bare `tags` of the environment's repository at the digest in `slot`, in order,
+    /// then reads each back.
+    pub fn retag(env: &crate::settings::Environment, slot: Slot, tags: Vec<String>) -> Action {
+        let repo = env.image_repo();
+        Action::Retag {
+            repository: env.repository.clone(),
+            slot,
+            verify: tags
+                .iter()
+                .map(|t| crate::tools::docker::inspect(&format!("{repo}:{t}")))
+                .collect(),
+            tags,
         }
     }
     /// Checks that `reference` is a single image manifest for `platform` with the run's digest.
@@ -164,18 +238,28 @@ impl Step {
             Action::Note(_)
             | Action::CheckIdentity { .. }
             | Action::CheckRepository { .. }
-            | Action::Confirm { .. } => vec![],
+            | Action::Confirm { .. }
+            | Action::CheckBucket { .. }
+            | Action::WriteFile { .. }
+            | Action::RemoveFiles { .. }
+            | Action::MirrorToEmulator { .. }
+            | Action::ScanGate { .. }
+            | Action::ServeLocal { .. } => vec![],
             Action::Login { cmd, .. }
             | Action::Lookup { cmd, .. }
             | Action::Run { cmd, .. }
-            | Action::Build { cmd, .. }
             | Action::VerifyManifest { cmd, .. }
             | Action::Apply { cmd }
             | Action::Outputs { cmd } => vec![cmd],
             Action::Smoke {
-                run, port, remove, ..
-            } => vec![run, port, remove],
+                pull,
+                inspect,
+                run,
+                remove,
+                ..
+            } => vec![pull, inspect, run, remove],
             Action::TerraformPlan { cmd, show } => vec![cmd, show],
+            Action::Build { cmd, push, .. } => std::iter::once(cmd).chain(push).collect(),
             Action::Retag { verify, .. } => verify.iter().collect(),
         }
     }
@@ -183,6 +267,28 @@ impl Step {
     pub fn describe(&self) -> Vec<String> {
         match &self.action {
             Action::Note(text) => vec![text.clone()],
+            Action::CheckBucket {
+                bucket,
+                local_state,
+                required,
+            } => {
+                let mut lines = vec![format!("aws s3api head-bucket --bucket {bucket}")];
+                if *required {
+                    lines.push("missing: stop, run `cargo xtask bootstrap` first".into());
+                }
+                if let Some(path) = local_state {
+                    lines.push(format!("first run if missing, or if {path} holds a state"));
+                }
+                lines
+            }
+            Action::WriteFile { path, .. } => vec![format!("write {path}")],
+            Action::MirrorToEmulator { repository, tags } => vec![format!(
+                "aws ecr put-image --repository-name {repository} --image-digest {DIGEST} \
+                 (manifest read from the local registry), tags {}",
+                tags.join(", ")
+            )],
+            Action::ScanGate { repository, policy } => scan::describe(repository, policy),
+            Action::RemoveFiles { paths } => vec![format!("delete {}", paths.join(", "))],
             Action::CheckIdentity { account_id, region } => vec![format!(
                 "aws sts get-caller-identity: account must be {account_id}, region {region}"
             )],
@@ -197,16 +303,41 @@ impl Step {
             ],
             Action::Smoke {
                 image,
+                pull,
+                inspect,
                 run,
-                port,
                 logs,
                 remove,
             } => vec![
-                run.to_string(),
-                port.to_string(),
-                format!("GET /health, then GET /stream: read 3 SSE events from {image}"),
+                pull.to_string(),
+                inspect.to_string(),
+                format!("{run}   (the Lambda emulator's Runtime API; {IMAGE_COMMAND} from above)"),
+                format!(
+                    "GET <function-url>/health, then <function-url>/stream?count=3&interval=1 \
+                     through the emulated Function URL: 3 events from {image}, the first well \
+                     before the end"
+                ),
                 format!("{logs}   (on failure)"),
-                remove.to_string(),
+                format!("{remove}   (always)"),
+            ],
+            Action::ServeLocal {
+                endpoint_url,
+                region,
+                platform,
+            } => vec![
+                format!(
+                    "GET {endpoint_url}/2015-03-31/functions/<function_name> (Lambda GetFunction \
+                     in {region}): image digest, environment, memory, timeout"
+                ),
+                format!(
+                    "{}   (unless it already serves that digest)",
+                    crate::tools::docker::pull("<image-uri>", *platform)
+                ),
+                "replace the function's container under the Lambda emulator; wait for /health \
+                 through its Function URL"
+                    .to_string(),
+                "print `local function url: http://<bridge>:9000/lambda-url/<function_name>`"
+                    .to_string(),
             ],
             Action::Confirm { prompt } => vec![format!("ask: {prompt}")],
             Action::Retag {

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::deploy::{DeployOptions, release_steps, terraform_env, with_saved_plan};
 use super::image;
-use super::{Action, Plan, Slot, Step};
+use super::{Action, Plan, Slot, Step, When};
 use crate::facts::Facts;
 use crate::settings::Environment;
 use crate::tools::terraform;
@@ -28,14 +28,21 @@ pub fn plan(
 ) -> Plan {
     let tf_env = terraform_env(env, tf_cli_config);
     let target = target_reference(env, to);
-    let mut steps = vec![image::preflight(facts), image::identity(env)];
-    steps.push(Step::new(
-        "terraform init",
-        Action::Run {
-            cmd: terraform::init(env, &tf_env),
-            retry: false,
-        },
-    ));
+    let mut steps = vec![
+        image::preflight(&facts.tools),
+        image::identity(env),
+        super::bootstrap::bucket_check(env),
+    ];
+    steps.push(
+        Step::new(
+            "terraform init",
+            Action::Run {
+                cmd: terraform::init(env, &tf_env),
+                retry: false,
+            },
+        )
+        .when(When::InitStale),
+    );
     steps.push(image::login(env));
     steps.push(Step::new(
         format!("rollback target lookup ({})", to.unwrap_or("previous")),

@@ -80,7 +80,8 @@ impl Runner<'_> {
                 username: &token.username,
                 password: &token.password,
             };
-            retag::copy_tags(&target, repository, digest, tags)
+            retag::copy_tags(&target, repository, digest, tags)?;
+            self.copy_tags_emulator(repository, digest, tags)
         } else {
             retag::copy_tags(&retag::Target::Ecr(self.aws()?), repository, digest, tags)
         }

@@ -8,7 +8,10 @@ mod bootstrap_steps;
 mod cleanup;
 pub mod docker_config;
 pub mod exec;
+mod lambda_steps;
+mod memo;
 pub mod retry;
+mod scan;
 pub mod signals;
 
 use std::io::Write;
@@ -19,12 +22,12 @@ use xshell::Shell;
 
 use crate::aws::{Aws, Token};
 use crate::cmdline::CmdLine;
-use crate::plan::{Action, CONTAINER, DIGEST, LIVE_DIGEST, NOW, Plan, Slot, Step, When};
+use crate::facts;
+use crate::plan::{Action, DIGEST, LIVE_DIGEST, NOW, Plan, Slot, Step, When};
 use crate::report::{Outcome, Ran, Report, StepRecord};
 use crate::settings::{Environment, Platform};
 use crate::tools::docker::{self, Inspected};
 use crate::tools::terraform::{self, Outputs};
-use crate::{facts, smoke};
 use exec::{Capture, Output};
 use retry::{Failure, TRIES};
 
@@ -33,6 +36,10 @@ use retry::{Failure, TRIES};
 pub struct State {
     pub digest: Option<String>,
     pub live_digest: Option<String>,
+    /// `live` named a single image manifest (not an index that `imagetools create` made).
+    pub live_is_image: Option<bool>,
+    /// The content tag as the lookup read it: verification reuses it when nothing was pushed.
+    pub content_lookup: Option<(String, Inspected)>,
     pub repository_missing: Option<bool>,
     /// The account layer's first run: no state bucket yet (or an interrupted first run).
     pub first_bootstrap: Option<bool>,
@@ -42,6 +49,8 @@ pub struct State {
     /// Every command line executed, placeholders filled, in order.
     pub executed: Vec<String>,
     pub records: Vec<StepRecord>,
+    /// The scan gate's verdict (`crate::scan::Verdict::json`), for the summary.
+    pub scan: Option<serde_json::Value>,
 }
 
 pub struct Runner<'a> {
@@ -70,6 +79,7 @@ impl State {
             outputs: self.outputs.as_ref(),
             executed: &self.executed,
             records: &self.records,
+            scan: self.scan.as_ref(),
         }
     }
 }
@@ -133,10 +143,11 @@ impl<'a> Runner<'a> {
             }
             self.report.step_start(i + 1, total, &step.title);
             let started = Instant::now();
-            let outcome = match self.skip_reason(step.when) {
+            let outcome = match self.skip_reason(step) {
                 Some(why) => Ok(Outcome::Skipped(why)),
                 None => self.step(step).map(|()| Outcome::Done),
             };
+            self.remember(step, &outcome);
             let record = StepRecord {
                 title: step.title.clone(),
                 outcome: match &outcome {
@@ -152,7 +163,12 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
-    fn skip_reason(&self, when: When) -> Option<String> {
+    /// Why `step` does not run: its condition is false, or an earlier run already did it.
+    fn skip_reason(&self, step: &Step) -> Option<String> {
+        let when = step.when;
+        if let Some(why) = self.done_before(step) {
+            return Some(why);
+        }
         let s = &self.state;
         let run = match when {
             When::Always => true,
@@ -160,11 +176,16 @@ impl<'a> Runner<'a> {
             When::ImageMissing => s.digest.is_none(),
             When::ChangesPlanned => s.changes == Some(true),
             When::LiveMoves => s.live_digest != s.digest,
-            // Only when the function moves: a `live` tag repaired after a run that applied but
-            // failed to tag names no image the function ran before.
+            // Whenever `live` moves (also when a run that applied failed before tagging: `live`
+            // then still names the image the function ran before), but never from a stale index.
             When::PreviousMoves => {
-                s.changes == Some(true) && s.live_digest.is_some() && s.live_digest != s.digest
+                s.live_digest.is_some()
+                    && s.live_digest != s.digest
+                    && s.live_is_image == Some(true)
             }
+            When::ImageFound => s.digest.is_some() && !s.built,
+            // Decided by `done_before`, which knows the record.
+            When::InitStale => true,
             When::FirstBootstrap => s.first_bootstrap == Some(true),
             When::Bootstrapped => s.first_bootstrap == Some(false),
         };
@@ -176,7 +197,15 @@ impl<'a> Runner<'a> {
             ),
             When::ChangesPlanned => "no changes".to_string(),
             When::LiveMoves => "`live` already points at this image".to_string(),
-            When::PreviousMoves => "the function stays on its image, or none was live".to_string(),
+            When::PreviousMoves => match (&s.live_digest, s.live_is_image) {
+                (None, _) => "no image was live".to_string(),
+                (Some(_), Some(false)) => {
+                    "`live` was a stale index, never an image the function ran".to_string()
+                }
+                _ => "`live` stays on this image".to_string(),
+            },
+            When::ImageFound => "the build pushed every tag".to_string(),
+            When::InitStale => unreachable!("InitStale always runs unless done before"),
             When::FirstBootstrap => "the state bucket exists".to_string(),
             When::Bootstrapped => "first run: the state bucket does not exist yet".to_string(),
             When::Always => unreachable!(),
@@ -210,7 +239,12 @@ impl<'a> Runner<'a> {
                 let tries = if *retry { TRIES } else { 1 };
                 self.run_with_retry(&line, tries, Capture::Stream).map(drop)
             }
-            Action::Build { cmd, metadata_file } => self.build(cmd, metadata_file),
+            Action::Build {
+                cmd,
+                metadata_file,
+                push,
+                archive,
+            } => self.build(cmd, metadata_file, push, archive.as_deref()),
             Action::VerifyManifest {
                 reference,
                 platform,
@@ -218,11 +252,26 @@ impl<'a> Runner<'a> {
             } => self.verify(reference, *platform, cmd),
             Action::Smoke {
                 image,
+                pull,
+                inspect,
                 run,
-                port,
                 logs,
                 remove,
-            } => self.smoke(image, run, port, logs, remove),
+            } => self.smoke(
+                image,
+                lambda_steps::SmokeLines {
+                    pull,
+                    inspect,
+                    run,
+                    logs,
+                    remove,
+                },
+            ),
+            Action::ServeLocal {
+                endpoint_url,
+                region,
+                platform,
+            } => self.serve_local(endpoint_url, region, *platform),
             Action::Retag {
                 repository,
                 slot,
@@ -243,6 +292,8 @@ impl<'a> Runner<'a> {
                 Ok(())
             }
             Action::Outputs { cmd } => self.outputs(cmd),
+            Action::MirrorToEmulator { repository, tags } => self.mirror(repository, tags),
+            Action::ScanGate { repository, policy } => self.scan_gate(repository, policy),
             Action::CheckBucket {
                 bucket,
                 local_state,
@@ -277,7 +328,16 @@ impl<'a> Runner<'a> {
             (Some(found), _) => {
                 self.report
                     .info(&format!("{reference} is {}", found.digest));
-                *self.slot(sets) = Some(found.digest);
+                *self.slot(sets) = Some(found.digest.clone());
+                match sets {
+                    Slot::LiveDigest => {
+                        self.state.live_is_image =
+                            Some(docker::IMAGE_MANIFESTS.contains(&found.media_type.as_str()))
+                    }
+                    Slot::Digest => {
+                        self.state.content_lookup = Some((reference.to_string(), found))
+                    }
+                }
                 Ok(())
             }
             (None, true) => bail!(
@@ -299,13 +359,28 @@ impl<'a> Runner<'a> {
         }
     }
 
-    fn build(&mut self, cmd: &CmdLine, metadata_file: &str) -> Result<()> {
+    fn build(
+        &mut self,
+        cmd: &CmdLine,
+        metadata_file: &str,
+        push: &[CmdLine],
+        archive: Option<&str>,
+    ) -> Result<()> {
         let _ = std::fs::remove_file(self.sh.current_dir().join(metadata_file));
         if let Some(parent) = std::path::Path::new(metadata_file).parent() {
             self.sh.create_dir(parent)?;
         }
         let line = self.resolve(cmd)?;
-        self.run_with_retry(&line, TRIES, Capture::Stream)?;
+        let built = self
+            .run_with_retry(&line, TRIES, Capture::Stream)
+            .and_then(|_| {
+                push.iter()
+                    .try_for_each(|cmd| self.run_with_retry(cmd, TRIES, Capture::Stream).map(drop))
+            });
+        if let Some(file) = archive {
+            let _ = self.sh.remove_path(file);
+        }
+        built?;
         let text = self
             .sh
             .read_file(metadata_file)
@@ -320,70 +395,28 @@ impl<'a> Runner<'a> {
     }
 
     fn verify(&mut self, reference: &str, platform: Platform, cmd: &CmdLine) -> Result<()> {
-        let line = self.resolve(cmd)?;
-        let found = self
-            .lookup(&line)?
-            .with_context(|| format!("{reference} is not in the registry after the push"))?;
+        // Nothing was pushed since the lookup read this very reference: its answer stands.
+        let looked_up = match &self.state.content_lookup {
+            Some((r, found)) if r == reference && !self.state.built => Some(found.clone()),
+            _ => None,
+        };
+        let found = match looked_up {
+            Some(found) => {
+                self.report
+                    .info("as read by the lookup (nothing was pushed since)");
+                found
+            }
+            None => {
+                let line = self.resolve(cmd)?;
+                self.lookup(&line)?
+                    .with_context(|| format!("{reference} is not in the registry after the push"))?
+            }
+        };
         let expected = self.state.digest.clone().context("no digest to verify")?;
         docker::verify_manifest(&found, &expected, platform)?;
         self.report.info(&format!(
             "{reference}: single {platform} image manifest, {}",
             found.digest
-        ));
-        Ok(())
-    }
-
-    fn smoke(
-        &mut self,
-        image: &str,
-        run: &CmdLine,
-        port: &CmdLine,
-        logs: &CmdLine,
-        remove: &CmdLine,
-    ) -> Result<()> {
-        let image = image.replace(DIGEST, self.state.digest.as_deref().unwrap_or(""));
-        let out = self.run_with_retry(&self.resolve(run)?, 1, Capture::Stdout)?;
-        let container = out.stdout.trim().to_string();
-        let with_id = |cmd: &CmdLine| cmd.resolve(&[(CONTAINER, &container)]);
-        // Queued first, so a signal or a failure below still removes the container.
-        let remove = with_id(remove);
-        self.deferred.push(remove.clone());
-        let result = self.smoke_container(&with_id(port));
-        if result.is_err() {
-            if let Ok(out) = self.run_once(&with_id(logs), Capture::Quiet) {
-                self.report.info(&format!(
-                    "container logs:\n{}\n{}",
-                    out.stdout,
-                    out.stderr_tail.join("\n")
-                ));
-            }
-        }
-        self.record(&remove);
-        let _ = exec::run_cleanup(self.sh, &remove);
-        self.deferred.forget(&remove);
-        result.with_context(|| format!("smoke test of {image}"))
-    }
-
-    fn smoke_container(&mut self, port: &CmdLine) -> Result<()> {
-        let port = self.run_with_retry(port, 1, Capture::Quiet)?;
-        let address = port
-            .stdout
-            .lines()
-            .next()
-            .context("docker port printed nothing")?
-            .trim()
-            .to_string();
-        let seen = smoke::check(
-            &format!("http://{address}"),
-            Duration::from_secs(30),
-            3,
-            0.05,
-        )?;
-        self.report.info(&format!("/health: {}", seen.health));
-        self.report.info(&format!(
-            "/stream: {} events, ids {:?}",
-            seen.ids.len(),
-            seen.ids
         ));
         Ok(())
     }
@@ -441,10 +474,25 @@ impl<'a> Runner<'a> {
         let line = self.resolve(cmd)?;
         let out = self.run_once(&line, Capture::Stdout)?;
         let outputs = terraform::parse_outputs(&out.stdout)?;
-        for key in ["function_name", "function_url"] {
-            if let Some(v) = outputs.get(key).and_then(|o| o.value.as_str()) {
+        // Every short value (names, ARNs, URLs); rendered policies stay in `output -json`.
+        for (key, output) in &outputs {
+            if let Some(v) = output
+                .value
+                .as_str()
+                .filter(|v| v.len() <= 200 && !v.contains('\n'))
+            {
                 self.report.info(&format!("{key}: {v}"));
             }
+        }
+        if let Some(arn) = outputs
+            .get("deploy_role_arn")
+            .and_then(|o| o.value.as_str())
+        {
+            self.report.info(&format!(
+                "CI: set the GitHub environment `{}` variable AWS_DEPLOY_ROLE_ARN={arn} \
+                 (region {})",
+                self.env.name, self.env.region
+            ));
         }
         self.state.outputs = Some(outputs);
         Ok(())

@@ -39,6 +39,8 @@ pub struct Environment {
     pub smoke_test: bool,
     pub terraform: Terraform,
     pub bootstrap: Bootstrap,
+    /// The image scan gate: threshold, wait and allow-list (`[scan]`).
+    pub scan: crate::scan::Policy,
     /// Set for environments that run on the local stack (the emulator and a loopback registry).
     pub local: Option<LocalEndpoints>,
 }
@@ -78,6 +80,7 @@ pub const RESERVED_BOOTSTRAP_VARS: &[&str] = &[
     "region",
     "state_bucket",
     "app_state_key",
+    "deny_insecure_transport",
 ];
 
 /// Dummy keys for the local stack's AWS emulator. Not secrets: the emulator accepts any, and a

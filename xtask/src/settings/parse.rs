@@ -9,6 +9,8 @@ use toml::Spanned;
 
 use super::*;
 
+mod scan;
+
 pub(super) fn settings(path: &Path, text: &str) -> Result<Settings> {
     let file: RawFile = toml::from_str(text).map_err(|err| {
         let at = err.span().map(|span| Located::new(path, text, span.start));
@@ -68,6 +70,7 @@ struct RawEnv {
     endpoint_url: Option<Spanned<String>>,
     terraform: Option<RawTerraform>,
     bootstrap: Option<RawBootstrap>,
+    scan: Option<scan::RawScan>,
 }
 
 /// `[bootstrap]`: the administrator's account layer (`cargo xtask bootstrap`).
@@ -362,6 +365,7 @@ impl Cx<'_> {
                 dir: bootstrap_dir,
                 vars: bootstrap_vars,
             },
+            scan: self.scan(defaults, &raw)?,
             local,
         })
     }

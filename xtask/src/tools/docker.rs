@@ -38,6 +38,26 @@ pub struct Build<'a> {
     pub export_cache: bool,
     pub metadata_file: &'a str,
     pub tags: Vec<String>,
+    /// The commit time: BuildKit stamps it into the image config and history, and an export
+    /// with `rewrite-timestamp=true` clamps every newer file time in the layers to it, so
+    /// clean builds of one commit give one digest.
+    pub source_date_epoch: Option<i64>,
+    pub export: Export<'a>,
+}
+
+/// How the image leaves the builder for the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Export<'a> {
+    /// BuildKit pushes it, file times rewritten: any driver but `docker` (docker-container,
+    /// remote, kubernetes; CI's setup-buildx builder).
+    Registry,
+    /// The `docker` driver forces `unpack`, which conflicts with `rewrite-timestamp`: an OCI
+    /// archive with rewritten times instead, then [`load`] and [`push`], which keep the
+    /// manifest byte for byte on the containerd image store.
+    OciArchive(&'a str),
+    /// The `docker` driver on the classic image store, whose push rewrites layers anyway:
+    /// `--push`, with times as built (not reproducible).
+    Push,
 }
 
 pub fn build(b: &Build<'_>) -> CmdLine {
@@ -56,6 +76,11 @@ pub fn build(b: &Build<'_>) -> CmdLine {
     for (key, value) in &b.build_args {
         cmd = cmd.arg("--build-arg").arg(format!("{key}={value}"));
     }
+    if let Some(epoch) = b.source_date_epoch {
+        cmd = cmd
+            .arg("--build-arg")
+            .arg(format!("SOURCE_DATE_EPOCH={epoch}"));
+    }
     cmd = cmd
         .arg("--cache-from")
         .arg(format!("type=registry,ref={}", b.cache_ref));
@@ -69,7 +94,24 @@ pub fn build(b: &Build<'_>) -> CmdLine {
     for tag in &b.tags {
         cmd = cmd.args(["--tag", tag]);
     }
-    cmd.args(["--push", b.context])
+    match b.export {
+        Export::Registry => cmd.args(["--output", "type=registry,rewrite-timestamp=true"]),
+        Export::OciArchive(dest) => cmd
+            .arg("--output")
+            .arg(format!("type=oci,dest={dest},rewrite-timestamp=true")),
+        Export::Push => cmd.arg("--push"),
+    }
+    .arg(b.context)
+}
+
+/// Loads an OCI archive into the engine, under the names it was built with.
+pub fn load(archive: &str) -> CmdLine {
+    CmdLine::new("docker").args(["load", "--input", archive])
+}
+
+/// Pushes one tag from the engine.
+pub fn push(reference: &str) -> CmdLine {
+    CmdLine::new("docker").args(["push", reference])
 }
 
 /// Runs the image detached, its port 8080 published on a free loopback port.
