@@ -94,6 +94,36 @@ pub fn preflight(sh: &Shell, tools: &[Tool]) -> Result<Vec<(Tool, String)>> {
     Ok(found)
 }
 
+/// Refuses a Terraform older (or newer) than the configuration's `required_version`, before
+/// anything runs: `init` would refuse it too, but only after the identity check and the
+/// registry login, and with a message that does not say what to install.
+pub fn check_terraform_version(found: &[(Tool, String)], tf_dir: &std::path::Path) -> Result<()> {
+    let Some((_, text)) = found.iter().find(|(t, _)| *t == Tool::Terraform) else {
+        return Ok(());
+    };
+    let file = tf_dir.join("versions.tf");
+    let Ok(tf) = std::fs::read_to_string(paths::root().join(&file)) else {
+        return Ok(());
+    };
+    let Some((required, line)) = crate::tools::version::required_version(&tf) else {
+        return Ok(());
+    };
+    let requirement = crate::tools::version::Requirement::parse(&required)
+        .with_context(|| format!("{}:{line}: required_version", file.display()))?;
+    let version = crate::tools::version::Version::parse(text).with_context(|| {
+        format!("`terraform version` printed {text:?}, which is not a version number")
+    })?;
+    if !requirement.allows(&version) {
+        bail!(
+            "terraform {version} is on PATH, but {}:{line} requires required_version = \
+             \"{requirement}\": nothing was run. Install a matching Terraform \
+             (https://developer.hashicorp.com/terraform/install) or put it first on PATH",
+            file.display()
+        );
+    }
+    Ok(())
+}
+
 /// What git says about the build context.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Git {
