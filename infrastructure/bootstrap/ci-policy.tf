@@ -15,6 +15,10 @@
 # Update-only actions that path did not exercise (tag changes, scanning
 # configuration, tag mutability) are listed where the provider needs them.
 #
+# Every ARN here is computed from the variables (modules/naming), never read
+# from a created resource, so the whole document is known at plan time and
+# can be audited from a saved plan before anything is applied.
+#
 # Scope: every resource is this environment's exact ARN from
 # modules/naming (`<environment>-sse-streaming-...`); another environment's
 # CI cannot touch it. Only two actions cannot be scoped to one resource:
@@ -91,13 +95,17 @@ data "aws_iam_policy_document" "ci" {
     resources = [module.names.repository_arn]
   }
 
-  # Terraform manages the function (aws_lambda_function), its Function URL
-  # (aws_lambda_function_url) and, for a public URL, its resource-policy
-  # statement (aws_lambda_permission). Reads go through GetFunction (which
-  # also returns the tags) and ListVersionsByFunction; the provider reads
-  # the code-signing config of zip functions only. No call names a version
-  # or alias, so the unqualified ARN is the whole scope. Tags on create and
-  # on change need TagResource.
+  # Terraform manages the function (aws_lambda_function) and its Function
+  # URL (aws_lambda_function_url). Reads go through GetFunction (which also
+  # returns the tags) and ListVersionsByFunction; the provider reads the
+  # code-signing config of zip functions only. No call names a version or
+  # alias, so the unqualified ARN is the whole scope. Tags on create and on
+  # change need TagResource.
+  #
+  # UpdateFunctionCode is what a deploy is, and it lets CI run code as the
+  # execution role (parliament: EditExistingLambdaFunctionWithRole). That
+  # role may only write this function's log group (execution-role.tf) and
+  # only administrators change it, so CI gains nothing through it.
   statement {
     sid = "LambdaFunction"
     actions = [
@@ -113,11 +121,22 @@ data "aws_iam_policy_document" "ci" {
       "lambda:GetFunctionUrlConfig",
       "lambda:UpdateFunctionUrlConfig",
       "lambda:DeleteFunctionUrlConfig",
-      "lambda:AddPermission",
-      "lambda:GetPolicy",
-      "lambda:RemovePermission",
     ]
     resources = [module.names.function_arn]
+  }
+
+  # Only with allow_public_function_url: the function's resource policy,
+  # which aws_lambda_permission edits when function_url_auth_type is NONE
+  # (it grants invocation to everyone). Without it, CI cannot make the
+  # function public on its own.
+  dynamic "statement" {
+    for_each = var.allow_public_function_url ? [module.names.function_arn] : []
+
+    content {
+      sid       = "LambdaPublicUrlPermission"
+      actions   = ["lambda:AddPermission", "lambda:GetPolicy", "lambda:RemovePermission"]
+      resources = [statement.value]
+    }
   }
 
   # CreateFunction and UpdateFunctionConfiguration name the execution role;
@@ -126,7 +145,7 @@ data "aws_iam_policy_document" "ci" {
   statement {
     sid       = "PassExecutionRoleToLambda"
     actions   = ["iam:PassRole"]
-    resources = [aws_iam_role.execution.arn]
+    resources = [module.names.execution_role_arn]
 
     condition {
       test     = "StringEquals"
@@ -141,7 +160,7 @@ data "aws_iam_policy_document" "ci" {
   statement {
     sid       = "ReadExecutionRole"
     actions   = ["iam:GetRole"]
-    resources = [aws_iam_role.execution.arn]
+    resources = [module.names.execution_role_arn]
   }
 
   # Terraform manages the function's log group (aws_cloudwatch_log_group)
@@ -165,9 +184,10 @@ data "aws_iam_policy_document" "ci" {
     ]
   }
 
-  # How Terraform reads a log group. The action is authorized against the
-  # account's log-group namespace, not one group, and returns names and
-  # settings only, never log events.
+  # How Terraform reads a log group. The action cannot be scoped to one
+  # group: AWS authorizes it against `...:log-group::log-stream:`
+  # (hashicorp/terraform-provider-aws#8804), which this region-and-account
+  # pattern matches. It returns names and settings only, never log events.
   statement {
     sid       = "LogGroupRead"
     actions   = ["logs:DescribeLogGroups"]
@@ -180,7 +200,7 @@ data "aws_iam_policy_document" "ci" {
   statement {
     sid       = "StateBucketList"
     actions   = ["s3:ListBucket"]
-    resources = [aws_s3_bucket.state.arn]
+    resources = [local.state_bucket_arn]
   }
 
   # The application's state object: read on every plan, written by apply.
@@ -188,7 +208,7 @@ data "aws_iam_policy_document" "ci" {
   statement {
     sid       = "StateObject"
     actions   = ["s3:GetObject", "s3:PutObject"]
-    resources = ["${aws_s3_bucket.state.arn}/${local.app_state_key}"]
+    resources = ["${local.state_bucket_arn}/${local.app_state_key}"]
   }
 
   # The lock object that `use_lockfile = true` writes next to the state:
@@ -197,6 +217,6 @@ data "aws_iam_policy_document" "ci" {
   statement {
     sid       = "StateLock"
     actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
-    resources = ["${aws_s3_bucket.state.arn}/${local.app_state_key}.tflock"]
+    resources = ["${local.state_bucket_arn}/${local.app_state_key}.tflock"]
   }
 }

@@ -27,6 +27,8 @@ module "names" {
 locals {
   partition = data.aws_partition.current.partition
 
+  state_bucket_arn = "arn:${local.partition}:s3:::${var.state_bucket}"
+
   # The application root's state key, which CI reads and writes.
   app_state_key = coalesce(var.app_state_key, "${var.environment}/sse-streaming.tfstate")
 

@@ -33,13 +33,13 @@ variable "state_bucket" {
   type        = string
 
   validation {
-    condition = (
-      can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.state_bucket))
-      && !strcontains(var.state_bucket, "..")
-      && !can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9]+$", var.state_bucket))
-      && !startswith(var.state_bucket, "xn--")
-      && !endswith(var.state_bucket, "-s3alias")
-    )
+    condition = alltrue([
+      can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.state_bucket)),
+      !strcontains(var.state_bucket, ".."),
+      !can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9]+$", var.state_bucket)),
+      !startswith(var.state_bucket, "xn--"),
+      !endswith(var.state_bucket, "-s3alias"),
+    ])
     error_message = "state_bucket must be a valid S3 bucket name: 3-63 lowercase letters, digits, '.' and '-', starting and ending with a letter or digit, no '..', not an IP address, no `xn--` prefix or `-s3alias` suffix."
   }
 }
@@ -87,4 +87,10 @@ variable "deny_insecure_transport" {
   description = "Attach the bucket policy that denies every request to state_bucket made without TLS. Always true on AWS; false only for the local emulator, which speaks plain HTTP and would otherwise refuse Terraform its own state. The xtask sets it for local-stack environments only, never from the settings."
   type        = bool
   default     = true
+}
+
+variable "allow_public_function_url" {
+  description = "Let CI manage the function's resource policy (lambda:AddPermission, GetPolicy, RemovePermission), which the application root needs only when its function_url_auth_type is NONE (a public Function URL). False keeps CI from making the function public; set true before an environment switches to NONE, and back to false only after it has switched back to AWS_IAM."
+  type        = bool
+  default     = false
 }
