@@ -194,8 +194,9 @@ data "aws_iam_policy_document" "ci" {
     resources = [module.names.log_groups_arn]
   }
 
-  # The S3 backend lists the bucket during init and plan (ListObjectsV2 with
-  # the workspace prefix `env:/`), as HashiCorp documents it: on the bucket,
+  # The xtask's state-bucket check (HeadBucket) and the S3 backend's
+  # workspace listing during init and plan (ListObjectsV2 with the prefix
+  # `env:/`) both need ListBucket, as HashiCorp documents it: on the bucket,
   # without a condition.
   statement {
     sid       = "StateBucketList"
