@@ -120,17 +120,28 @@ impl Layout {
         std::fs::create_dir_all(dir).unwrap();
         run(
             "tar",
-            &["-xf", &archive.display().to_string(), "-C", &dir.display().to_string()],
+            &[
+                "-xf",
+                &archive.display().to_string(),
+                "-C",
+                &dir.display().to_string(),
+            ],
         );
         let index = read_json(&dir.join("index.json"));
-        let digest = index["manifests"][0]["digest"].as_str().unwrap().to_string();
+        let digest = index["manifests"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
         Layout {
             manifest: read_json(&blob(dir, &digest)),
             dir: dir.to_path_buf(),
         }
     }
     fn config(&self) -> Value {
-        read_json(&blob(&self.dir, self.manifest["config"]["digest"].as_str().unwrap()))
+        read_json(&blob(
+            &self.dir,
+            self.manifest["config"]["digest"].as_str().unwrap(),
+        ))
     }
     fn layers(&self) -> Vec<String> {
         self.manifest["layers"]
@@ -198,7 +209,9 @@ fn differences(a: &Layout, b: &Layout, scratch: &Path) -> Vec<String> {
         let (ta, tb) = (a.listing(da), b.listing(db));
         for line in ta.symmetric_difference(&tb) {
             let side = if ta.contains(line) { "first" } else { "second" };
-            out.push(format!("  layer {i} entry only in the {side} build: {line}"));
+            out.push(format!(
+                "  layer {i} entry only in the {side} build: {line}"
+            ));
         }
         let (ua, ub) = (scratch.join(format!("a{i}")), scratch.join(format!("b{i}")));
         a.unpack(da, &ua);
