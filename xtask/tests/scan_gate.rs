@@ -33,6 +33,11 @@ impl ScanEnv {
         let base = real
             .replace("[environments.local]", &format!("[environments.{name}]"))
             .replace("[environments.local.", &format!("[environments.{name}."))
+            // Its own state bucket, which `bootstrap` creates with the account layer.
+            .replace(
+                "bucket = \"local-sse-streaming-tfstate\"",
+                &format!("bucket = \"{name}-sse-streaming-tfstate\""),
+            )
             + &format!("\n[environments.{name}.scan]\nfail_on = \"HIGH\"\ntimeout = \"2m\"\n");
         let dir = support::root().join("target/e2e");
         std::fs::create_dir_all(&dir).unwrap();
@@ -132,6 +137,10 @@ fn high_findings_block_an_allow_list_entry_passes_an_expired_one_blocks_again() 
     let summary = support::root()
         .join("target/e2e")
         .join(format!("{}-summary.md", env.name));
+
+    let bootstrap = env.xtask(&["bootstrap"], &summary);
+    assert!(bootstrap.ok, "bootstrap: {}\n{}", bootstrap.stderr, bootstrap.json);
+    let _ = std::fs::remove_file(&summary);
 
     // Blocked: refused after the push, before Terraform plans or applies anything.
     let blocked = env.xtask(&["deploy"], &summary);
