@@ -139,7 +139,11 @@ fn high_findings_block_an_allow_list_entry_passes_an_expired_one_blocks_again() 
         .join(format!("{}-summary.md", env.name));
 
     let bootstrap = env.xtask(&["bootstrap"], &summary);
-    assert!(bootstrap.ok, "bootstrap: {}\n{}", bootstrap.stderr, bootstrap.json);
+    assert!(
+        bootstrap.ok,
+        "bootstrap: {}\n{}",
+        bootstrap.stderr, bootstrap.json
+    );
     let _ = std::fs::remove_file(&summary);
 
     // Blocked: refused after the push, before Terraform plans or applies anything.
