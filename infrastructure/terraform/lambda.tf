@@ -8,9 +8,14 @@ locals {
   # both settings come from this one value so they cannot drift apart.
   invoke_mode = "RESPONSE_STREAM"
 
-  lambda_environment = merge(var.environment_variables, {
-    AWS_LWA_INVOKE_MODE = lower(local.invoke_mode)
-  })
+  # CORS is applied in one place only, the app (the Function URL has no `cors`
+  # block): duplicate Access-Control-Allow-Origin headers make browsers reject
+  # the response. The app reads the allowed origins from CORS_ALLOW_ORIGINS.
+  lambda_environment = merge(
+    var.environment_variables,
+    { for k, v in { CORS_ALLOW_ORIGINS = join(",", var.cors_allow_origins) } : k => v if v != "" },
+    { AWS_LWA_INVOKE_MODE = lower(local.invoke_mode) },
+  )
 
   # The repository part of image_uri (everything before `@sha256:`). The
   # conditional keeps the ECR-only bootstrap, where image_uri is null, valid.

@@ -99,8 +99,23 @@ variable "environment_variables" {
       "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
       "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
       "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR", "AWS_LWA_INVOKE_MODE",
+      "CORS_ALLOW_ORIGINS",
     ])) == 0
-    error_message = "environment_variables must not set Lambda's reserved runtime variables (AWS_REGION, AWS_LAMBDA_*, credentials, _HANDLER, ...) nor AWS_LWA_INVOKE_MODE, which this module derives from the Function URL's invoke mode."
+    error_message = "environment_variables must not set Lambda's reserved runtime variables (AWS_REGION, AWS_LAMBDA_*, credentials, _HANDLER, ...) nor AWS_LWA_INVOKE_MODE, which this module derives from the Function URL's invoke mode, nor CORS_ALLOW_ORIGINS, which comes from cors_allow_origins."
+  }
+}
+
+variable "cors_allow_origins" {
+  description = "Origins whose pages may read the stream from a browser (CORS), e.g. [\"https://app.example.com\"], or [\"*\"] for any. Empty: no CORS headers. Applied by the app only (CORS_ALLOW_ORIGINS), never also by the Function URL, which would duplicate the headers."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition = (
+      var.cors_allow_origins == ["*"]
+      || alltrue([for o in var.cors_allow_origins : can(regex("^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$", o))])
+    )
+    error_message = "cors_allow_origins must be exact origins (scheme://host[:port], no path and no trailing slash), or [\"*\"] alone."
   }
 }
 

@@ -134,24 +134,27 @@ fn venv(sh: &Shell) -> Result<()> {
 }
 
 fn terraform_checks(sh: &Shell) -> Result<()> {
-    let dir = "infrastructure/terraform";
-    cmd!(sh, "terraform -chdir={dir} fmt -check -recursive -diff").run()?;
-    // validate needs providers but no backend: a throw-away data dir keeps the real one intact.
-    let data_dir = paths::root().join("target/xtask/validate/terraform");
+    cmd!(sh, "terraform fmt -check -recursive -diff infrastructure").run()?;
     let rc = paths::root().join(paths::LOCAL_TF_CLI_CONFIG);
-    let mut init = cmd!(
-        sh,
-        "terraform -chdir={dir} init -backend=false -input=false -no-color"
-    )
-    .env("TF_DATA_DIR", &data_dir)
-    .env("TF_IN_AUTOMATION", "1");
-    if sh.path_exists(&rc) {
-        init = init.env("TF_CLI_CONFIG_FILE", &rc);
-    }
-    init.run()?;
-    cmd!(sh, "terraform -chdir={dir} validate -no-color")
+    // Both roots: the application and the account layer (`cargo xtask bootstrap`).
+    for root in ["terraform", "bootstrap"] {
+        let dir = format!("infrastructure/{root}");
+        // validate needs providers but no backend: a throw-away data dir keeps the real one intact.
+        let data_dir = paths::root().join(format!("target/xtask/validate/{root}"));
+        let mut init = cmd!(
+            sh,
+            "terraform -chdir={dir} init -backend=false -input=false -no-color"
+        )
         .env("TF_DATA_DIR", &data_dir)
-        .run()?;
+        .env("TF_IN_AUTOMATION", "1");
+        if sh.path_exists(&rc) {
+            init = init.env("TF_CLI_CONFIG_FILE", &rc);
+        }
+        init.run()?;
+        cmd!(sh, "terraform -chdir={dir} validate -no-color")
+            .env("TF_DATA_DIR", &data_dir)
+            .run()?;
+    }
     Ok(())
 }
 
