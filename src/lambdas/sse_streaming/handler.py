@@ -3,7 +3,7 @@
 On AWS Lambda it runs behind the Lambda Web Adapter in RESPONSE_STREAM mode, so
 every byte yielded here reaches the Function URL client as soon as it is sent.
 
-Contract (STREAM_CONTRACT.md has the long form):
+Contract (the README's "The stream contract" has the long form):
 - `GET /health` answers `{"status": "ok", "version": ..., "revision": ...}`.
 - `GET /stream?count=N&interval=S` answers `text/event-stream`: one `retry:`
   block, then `tick` events with ids 1..N one interval apart, then one `end`
