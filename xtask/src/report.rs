@@ -15,8 +15,10 @@ use crate::plan::Plan;
 use crate::tools::terraform::Outputs;
 
 /// The result fields a human summary and the GitHub step summary show, in order.
-const SUMMARY_KEYS: [&str; 7] = [
+const SUMMARY_KEYS: [&str; 9] = [
     "image_uri",
+    "digest",
+    "reproducible",
     "image",
     "terraform",
     "function_name",
@@ -217,6 +219,8 @@ pub struct Ran<'a> {
     pub records: &'a [StepRecord],
     /// The scan gate's verdict, when the plan had one.
     pub scan: Option<&'a Value>,
+    /// `from commit <sha> (SOURCE_DATE_EPOCH=<n>)`, read from the image's labels.
+    pub reproducible: Option<&'a str>,
 }
 
 /// The JSON result of a run, or of a dry run (`ran` is `None`).
@@ -254,6 +258,7 @@ pub fn result_json(
         },
         "steps": ran.map(|r| step_json(r.records)),
         "scan": ran.and_then(|r| r.scan),
+        "reproducible": ran.and_then(|r| r.reproducible),
     })
 }
 

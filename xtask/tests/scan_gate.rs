@@ -190,6 +190,19 @@ fn high_findings_block_an_allow_list_entry_passes_an_expired_one_blocks_again() 
         allowed.json["scan"]
     );
     assert_eq!(allowed.json["digest"], digest.as_str());
+    // The summary says how to rebuild the digest: the commit in its labels and its time.
+    let reproducible = allowed.json["reproducible"].as_str().unwrap_or_default();
+    let (commit, epoch) = reproducible
+        .strip_prefix("from commit ")
+        .and_then(|rest| rest.split_once(" (SOURCE_DATE_EPOCH="))
+        .unwrap_or_else(|| panic!("{}", allowed.json));
+    assert!(commit.len() == 40 && epoch.trim_end_matches(')').parse::<u64>().is_ok());
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        md.contains(&format!("| digest | `{digest}` |"))
+            && md.contains(&format!("| reproducible | `{reproducible}` |")),
+        "job summary:\n{md}"
+    );
     assert!(env.function_exists());
     // The deployment tags went through ECR BatchGetImage + PutImage on the emulator too.
     let aws = Aws::emulator(&stack.endpoint_url, &stack.region).unwrap();

@@ -51,6 +51,8 @@ pub struct State {
     pub records: Vec<StepRecord>,
     /// The scan gate's verdict (`crate::scan::Verdict::json`), for the summary.
     pub scan: Option<serde_json::Value>,
+    /// The commit and `SOURCE_DATE_EPOCH` that rebuild the image (from its labels).
+    pub reproducible: Option<String>,
 }
 
 pub struct Runner<'a> {
@@ -80,6 +82,7 @@ impl State {
             executed: &self.executed,
             records: &self.records,
             scan: self.scan.as_ref(),
+            reproducible: self.reproducible.as_deref(),
         }
     }
 }
@@ -414,6 +417,7 @@ impl<'a> Runner<'a> {
         };
         let expected = self.state.digest.clone().context("no digest to verify")?;
         docker::verify_manifest(&found, &expected, platform)?;
+        self.note_source(&found);
         self.report.info(&format!(
             "{reference}: single {platform} image manifest, {}",
             found.digest

@@ -8,8 +8,9 @@ use anyhow::{Context, Result, bail};
 
 use super::{Runner, signals};
 use crate::aws::ScanState;
-use crate::retag;
 use crate::scan::{self, Date, Policy};
+use crate::tools::docker::Inspected;
+use crate::{facts, retag};
 
 /// First wait between two reads of a pending scan; it doubles up to [`POLL_MAX`].
 const POLL_FIRST: Duration = Duration::from_secs(2);
@@ -81,6 +82,17 @@ impl Runner<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Records, for the summary, the commit the image was built from and that commit's time:
+    /// with them anyone can rebuild the digest (README, "Rebuilding a deployed image").
+    pub(super) fn note_source(&mut self, found: &Inspected) {
+        let epoch = found.created.as_deref().and_then(facts::source_date_epoch);
+        if let (Some(revision), Some(epoch)) = (&found.revision, epoch) {
+            let line = format!("from commit {revision} (SOURCE_DATE_EPOCH={epoch})");
+            self.report.info(&format!("reproducible {line}"));
+            self.state.reproducible = Some(line);
+        }
     }
 
     /// Waits for the registry's scan of the run's digest, prints the findings, and refuses

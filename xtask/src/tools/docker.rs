@@ -157,6 +157,10 @@ pub struct Inspected {
     pub digest: String,
     pub architecture: Option<String>,
     pub os: Option<String>,
+    /// A single image's `org.opencontainers.image.revision` label: the commit it was built from.
+    pub revision: Option<String>,
+    /// Its `org.opencontainers.image.created` label: that commit's time.
+    pub created: Option<String>,
 }
 
 /// What `imagetools inspect --format '{{json .}}'` prints, as far as xtask reads it.
@@ -179,6 +183,13 @@ struct Descriptor {
 struct ImageConfig {
     architecture: Option<String>,
     os: Option<String>,
+    config: Option<RunConfig>,
+}
+
+#[derive(Deserialize)]
+struct RunConfig {
+    #[serde(rename = "Labels")]
+    labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Parses `docker buildx imagetools inspect REF --format '{{json .}}'`.
@@ -202,11 +213,20 @@ pub fn parse_inspect(text: &str) -> Result<Inspected> {
     let config = parsed
         .image
         .and_then(|v| serde_json::from_value::<ImageConfig>(v).ok());
+    let label = |key: &str| {
+        config
+            .as_ref()
+            .and_then(|c| c.config.as_ref())
+            .and_then(|c| c.labels.as_ref())
+            .and_then(|l| l.get(key).cloned())
+    };
     Ok(Inspected {
         media_type: manifest.media_type,
         digest,
         architecture: config.as_ref().and_then(|c| c.architecture.clone()),
-        os: config.and_then(|c| c.os),
+        os: config.as_ref().and_then(|c| c.os.clone()),
+        revision: label("org.opencontainers.image.revision"),
+        created: label("org.opencontainers.image.created"),
     })
 }
 
@@ -256,6 +276,8 @@ mod tests {
             digest: "sha256:aa".into(),
             architecture: Some("amd64".into()),
             os: Some("linux".into()),
+            revision: None,
+            created: None,
         };
         verify_manifest(&good, "sha256:aa", Platform::Amd64).unwrap();
         let e = verify_manifest(&good, "sha256:bb", Platform::Amd64)
@@ -281,6 +303,14 @@ mod tests {
         let image = r#"{"name":"r/x:t","manifest":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:aa","size":1},"image":{"architecture":"amd64","os":"linux","config":{}}}"#;
         let got = parse_inspect(image).unwrap();
         assert_eq!(got.digest, "sha256:aa");
+        assert_eq!(got.revision, None);
+        let labelled = image.replace(
+            r#""config":{}"#,
+            r#""config":{"Labels":{"org.opencontainers.image.revision":"abc","org.opencontainers.image.created":"2026-11-27T12:00:00Z"}}"#,
+        );
+        let got = parse_inspect(&labelled).unwrap();
+        assert_eq!(got.revision.as_deref(), Some("abc"));
+        assert_eq!(got.created.as_deref(), Some("2026-11-27T12:00:00Z"));
         assert_eq!(got.architecture.as_deref(), Some("amd64"));
         let index = r#"{"name":"r/x:t","manifest":{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"sha256:bb","manifests":[]},"image":{"linux/amd64":{"architecture":"amd64"}}}"#;
         let got = parse_inspect(index).unwrap();
