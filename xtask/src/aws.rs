@@ -391,8 +391,18 @@ impl Aws {
             .runtime
             .block_on(ecr.get_authorization_token().send())
             .map_err(|e| {
+                use aws_sdk_ecr::error::ProvideErrorMetadata as _;
+                // The SDK has already retried throttling with backoff (standard retry mode).
+                let throttled = e.code().is_some_and(|c| c.contains("Throttl"));
+                let hint = if throttled {
+                    "\n  fix: ECR is throttling this account's GetAuthorizationToken calls (the \
+                     SDK retried with backoff): wait a minute and run it again; if it keeps \
+                     happening, look for jobs that log in in a loop"
+                } else {
+                    ""
+                };
                 anyhow::anyhow!(
-                    "ecr GetAuthorizationToken failed: {}",
+                    "ecr GetAuthorizationToken failed: {}{hint}",
                     DisplayErrorContext(&e)
                 )
             })?;

@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: timings of `image` on the local stack, every scenario measured against
 //! a clean-build baseline in the same run, because these machines are noisy. Results are
-//! recorded as JSON under `target/bench/`.
+//! recorded as JSON under `target/bench/`. `--suite deploy` times the no-change deploy against
+//! a bare `terraform plan` (see `bench_deploy`).
 
 use std::{
     path::Path,
@@ -13,7 +14,7 @@ use serde_json::json;
 use xshell::cmd;
 
 use crate::aws::Aws;
-use crate::cli::{BenchArgs, Global};
+use crate::cli::{BenchArgs, BenchSuite, Global};
 use crate::facts::utc_stamp;
 use crate::paths;
 use crate::pipeline::{load_settings, local_config, shell};
@@ -58,6 +59,9 @@ impl Scenario {
 }
 
 pub fn run(global: &Global, args: BenchArgs) -> Result<()> {
+    if args.suite == BenchSuite::Deploy {
+        return crate::bench_deploy::run(global, args.runs);
+    }
     let settings = load_settings(global)?;
     let env = settings.environment(&global.env)?;
     local_config(env).with_context(|| {
@@ -185,7 +189,7 @@ fn time_image(exe: &Path, config: &Path, env: &str, args: &[&str]) -> Result<f64
     Ok(secs)
 }
 
-fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     match v.len() {

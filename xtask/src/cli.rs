@@ -144,6 +144,17 @@ pub struct BenchArgs {
     /// Rounds of every scenario; the report gives the median of each.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub runs: u32,
+    /// `image`: the four image scenarios. `deploy`: a no-change `deploy` against a bare
+    /// `terraform plan` with the same variables, side by side.
+    #[arg(long, value_enum, default_value_t = BenchSuite::Image)]
+    pub suite: BenchSuite,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum BenchSuite {
+    #[default]
+    Image,
+    Deploy,
 }
 
 #[derive(Debug, Args, Clone, Default)]

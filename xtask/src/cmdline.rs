@@ -13,6 +13,9 @@ pub const LIVE_DIGEST: &str = "<live-digest>";
 pub const CONTAINER: &str = "<container>";
 /// UTC time when the step runs, as `YYYYMMDDTHHMMSSZ`.
 pub const NOW: &str = "<now>";
+/// This run's id (the xtask process id): files one run owns, such as its saved plan, are
+/// named with it, so concurrent runs of one environment never share them.
+pub const RUN: &str = "<run>";
 
 /// One external command: program, arguments and environment, with placeholders.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -64,7 +67,7 @@ impl CmdLine {
         cmd
     }
     pub fn placeholders(&self) -> Vec<&'static str> {
-        [DIGEST, LIVE_DIGEST, NOW, CONTAINER]
+        [DIGEST, LIVE_DIGEST, NOW, CONTAINER, RUN]
             .into_iter()
             .filter(|p| self.args.iter().any(|a| a.contains(p)))
             .collect()

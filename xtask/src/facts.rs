@@ -50,22 +50,35 @@ impl Tool {
 pub fn preflight(sh: &Shell, tools: &[Tool]) -> Result<Vec<(Tool, String)>> {
     let mut found = Vec::new();
     let mut missing = Vec::new();
-    for &tool in tools {
-        let out = match tool {
-            Tool::Git => cmd!(sh, "git --version").quiet().ignore_stderr().read(),
-            Tool::Docker => {
-                let format = "{{.Client.Version}}";
-                cmd!(sh, "docker version --format {format}")
-                    .quiet()
-                    .ignore_stderr()
-                    .read()
-            }
-            Tool::Buildx => cmd!(sh, "docker buildx version")
-                .quiet()
-                .ignore_stderr()
-                .read(),
-            Tool::Terraform => cmd!(sh, "terraform version").quiet().ignore_stderr().read(),
-        };
+    // All probes start at once and are read in order: the preflight costs the slowest
+    // probe, not their sum (it runs before every command).
+    let probes: Vec<(Tool, std::io::Result<std::process::Child>)> = tools
+        .iter()
+        .map(|&tool| {
+            let cmd = match tool {
+                Tool::Git => cmd!(sh, "git --version"),
+                Tool::Docker => {
+                    let format = "{{.Client.Version}}";
+                    cmd!(sh, "docker version --format {format}")
+                }
+                Tool::Buildx => cmd!(sh, "docker buildx version"),
+                Tool::Terraform => cmd!(sh, "terraform version"),
+            };
+            let mut command: std::process::Command = cmd.into();
+            command
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null());
+            (tool, command.spawn())
+        })
+        .collect();
+    for (tool, child) in probes {
+        let out = child
+            .and_then(|c| c.wait_with_output())
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .ok_or(());
         match out {
             Ok(text) => {
                 let first = text.lines().next().unwrap_or_default();

@@ -5,6 +5,7 @@
 
 pub mod aws;
 pub mod bench;
+pub mod bench_deploy;
 pub mod ci;
 pub mod cli;
 pub mod cmdline;

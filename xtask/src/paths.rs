@@ -22,10 +22,10 @@ pub fn env_dir(env: &str) -> PathBuf {
     root().join("target/xtask").join(env)
 }
 
-/// The saved Terraform plan of one run. It lives under `target/`, never in the Terraform
-/// directory, and the runner deletes it when the run ends, however it ends.
-pub fn plan_file(env: &str) -> PathBuf {
-    env_dir(env).join(format!("{env}.tfplan"))
+/// The saved Terraform plan of one run (`run` is its id). It lives under `target/`, never in
+/// the Terraform directory, and the runner deletes it when the run ends, however it ends.
+pub fn plan_file(env: &str, run: &str) -> PathBuf {
+    env_dir(env).join(format!("{env}-{run}.tfplan"))
 }
 
 /// `docker buildx build --metadata-file`, read for the pushed digest.

@@ -224,8 +224,16 @@ fn execute(
         }
         Err(e) => return Err(e),
     };
+    // The builder probe (a docker round trip) runs while git hashes the tree.
+    let builder_name = env.builder.clone();
+    let builder_probe = std::thread::spawn(move || {
+        shell().and_then(|sh| facts::builder(&sh, builder_name.as_deref()))
+    });
     let git = facts::git(&sh, env)?;
-    let builder = match facts::builder(&sh, env.builder.as_deref()) {
+    let builder = match builder_probe
+        .join()
+        .expect("the builder probe does not panic")
+    {
         Ok(builder) => builder,
         Err(e) if global.dry_run => {
             report.warn(&format!("{e:#}: assuming the builder can export a cache"));

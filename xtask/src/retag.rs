@@ -72,6 +72,34 @@ pub fn copy_tags(
     }
 }
 
+/// The digest `repository:tag` names now, or `None` when there is no such tag. Reads only.
+pub fn tag_digest(target: &Target<'_>, repository: &str, tag: &str) -> Result<Option<String>> {
+    match target {
+        Target::Ecr(aws) => aws.image_digest(repository, tag),
+        Target::Oci {
+            registry,
+            username,
+            password,
+        } => {
+            let auth = basic_auth(username, password);
+            let accept = MANIFEST_TYPES.join(", ");
+            let got = http::request(
+                "GET",
+                &format!("http://{registry}/v2/{repository}/manifests/{tag}"),
+                &[("Authorization", auth.expose()), ("Accept", &accept)],
+                b"",
+                Duration::from_secs(30),
+            )
+            .with_context(|| format!("reading {repository}:{tag} from {registry}"))?;
+            match got.status {
+                200 => Ok(got.header("docker-content-digest").map(str::to_string)),
+                404 => Ok(None),
+                status => bail!("{registry} answered {status} for {repository}:{tag}"),
+            }
+        }
+    }
+}
+
 fn basic_auth(username: &str, password: &Secret) -> Secret {
     Secret::new(format!(
         "Basic {}",

@@ -35,7 +35,11 @@ pub fn plan(
     tf_cli_config: Option<&Path>,
 ) -> Result<Plan> {
     let tf_env = terraform_env(env, tf_cli_config);
-    let mut steps = vec![image::preflight(&facts.tools), image::identity(env)];
+    let mut steps = vec![
+        image::preflight(&facts.tools),
+        image::identity(env),
+        image::login(env),
+    ];
     steps.extend(super::repository::steps(env, &tf_env, opts.confirm(env)));
     steps.extend(image::build_steps(env, facts, opts.image)?);
     steps.extend(release_steps(env, &tf_env, opts.confirm(env)));
@@ -180,10 +184,11 @@ mod tests {
         let order = [
             "tool preflight",
             "account and region check",
+            // Before any Terraform: a registry that is down stops the run with nothing changed.
+            "registry login",
             "state bucket exists",
             "terraform init",
             "ECR repository bootstrap",
-            "registry login",
             "docker buildx build --push",
             "manifest verification",
             "terraform plan",
@@ -210,7 +215,7 @@ mod tests {
                              -var log_retention_days=14 -var memory_size=1024 -var timeout=60";
         let repo = "222222222222.dkr.ecr.eu-west-1.amazonaws.com/prod-sse-streaming-lambda";
         // Absolute, under target/: terraform runs with -chdir, and the file is no source.
-        let saved = crate::paths::root().join("target/xtask/prod/prod.tfplan");
+        let saved = crate::paths::root().join("target/xtask/prod/prod-<run>.tfplan");
         let saved = saved.display();
         assert_eq!(
             find(&plan, "terraform -chdir=infrastructure/terraform init").to_string(),

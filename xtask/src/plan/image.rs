@@ -33,7 +33,9 @@ pub fn tags(env: &Environment, git: &Git) -> Vec<String> {
 }
 
 pub fn plan(env: &Environment, facts: &Facts, opts: Options) -> Result<Plan> {
-    let mut steps = vec![preflight(&facts.tools), identity(env)];
+    // The registry login comes before any Terraform: a registry that is down or hangs stops
+    // the run before anything changes.
+    let mut steps = vec![preflight(&facts.tools), identity(env), login(env)];
     // `image` may be the first command in an environment: it creates the repository as
     // `deploy` does. Local-stack environments use the stack's offline Terraform config.
     let tf_cli_config = env
@@ -85,7 +87,7 @@ pub(super) fn login(env: &Environment) -> Step {
     )
 }
 
-/// Login, the skip check, build, verify and smoke: shared by `image` and `deploy`.
+/// The skip check, build, verify and smoke (after the login): shared by `image` and `deploy`.
 pub(super) fn build_steps(env: &Environment, facts: &Facts, opts: Options) -> Result<Vec<Step>> {
     let git = &facts.git;
     if git.dirty && env.protected && !opts.allow_dirty {
@@ -99,7 +101,7 @@ pub(super) fn build_steps(env: &Environment, facts: &Facts, opts: Options) -> Re
     }
     let tags = tags(env, git);
     let content_ref = tags[0].clone();
-    let mut steps = vec![login(env)];
+    let mut steps = vec![];
     if opts.force {
         steps.push(Step::new(
             "content tag lookup",
@@ -359,11 +361,11 @@ pub(crate) mod tests {
             [
                 "tool preflight",
                 "account and region check",
+                "registry login (111111111111.dkr.ecr.eu-west-1.amazonaws.com)",
                 "state bucket exists (preprod-sse-streaming-tfstate)",
                 "terraform init",
                 "ECR repository lookup",
                 "ECR repository bootstrap (first run: targeted apply)",
-                "registry login (111111111111.dkr.ecr.eu-west-1.amazonaws.com)",
                 "content tag lookup (src-feedfacecafe)",
                 "docker buildx build --push (linux/amd64)",
                 "manifest verification",
@@ -537,10 +539,11 @@ pub(crate) mod tests {
                 .iter()
                 .any(|s| matches!(s.action, Action::Lookup { .. }))
         );
+        // The first docker command after the login builds: nothing looks the tag up.
         let after_login = plan
             .command_lines()
             .into_iter()
-            .skip_while(|l| !l.starts_with("docker login"))
+            .filter(|l| l.starts_with("docker "))
             .nth(1)
             .unwrap();
         assert!(

@@ -15,7 +15,9 @@ use std::fmt;
 
 use crate::settings::Platform;
 
-pub use crate::cmdline::{CONTAINER, CmdLine, DIGEST, IMAGE_COMMAND, LAMBDA_API, LIVE_DIGEST, NOW};
+pub use crate::cmdline::{
+    CONTAINER, CmdLine, DIGEST, IMAGE_COMMAND, LAMBDA_API, LIVE_DIGEST, NOW, RUN,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {

@@ -31,6 +31,7 @@ pub fn plan(
     let mut steps = vec![
         image::preflight(&facts.tools),
         image::identity(env),
+        image::login(env),
         super::bootstrap::bucket_check(env),
     ];
     steps.push(
@@ -43,7 +44,6 @@ pub fn plan(
         )
         .when(When::InitStale),
     );
-    steps.push(image::login(env));
     steps.push(Step::new(
         format!("rollback target lookup ({})", to.unwrap_or("previous")),
         Action::lookup(target.clone(), Slot::Digest, true),

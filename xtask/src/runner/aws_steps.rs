@@ -51,9 +51,10 @@ impl Runner<'_> {
             self.report.json,
         )?;
         if out.code != 0 {
+            let tail = out.stderr_tail.join("\n");
             bail!(
-                "docker login to {registry} failed:\n{}",
-                out.stderr_tail.join("\n")
+                "docker login to {registry} failed: {}\n{tail}",
+                login_hint(registry, &tail, self.env.local.is_some())
             );
         }
         self.report
@@ -129,5 +130,53 @@ impl Runner<'_> {
             identity.account, identity.arn
         ));
         Ok(())
+    }
+}
+
+/// What a failed `docker login` means, from docker's own words: nothing listens, or something
+/// accepts connections and never answers (docker gives up after its own deadline).
+fn login_hint(registry: &str, tail: &str, local: bool) -> String {
+    let check = if local {
+        "check the local stack with `cargo xtask local status`"
+    } else {
+        "check the network path to ECR (proxy, VPC endpoint, firewall)"
+    };
+    let lower = tail.to_ascii_lowercase();
+    if lower.contains("connection refused") {
+        format!("nothing answers at {registry} (connection refused): {check}; nothing else was run")
+    } else if lower.contains("deadline exceeded") || lower.contains("timeout") {
+        format!(
+            "{registry} did not answer in time: it accepts connections but does not respond \
+             (a hung or overloaded registry); {check}; nothing else was run"
+        )
+    } else if super::retry::classify(tail) == super::retry::Failure::Auth {
+        "the registry refused the ECR token: the token is for another registry, or the \
+         credentials lack ecr:GetAuthorizationToken"
+            .to_string()
+    } else {
+        format!("{check}; nothing else was run")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::login_hint;
+
+    #[test]
+    fn login_failures_name_their_cause() {
+        let refused = "Error response from daemon: Get \"http://127.0.0.1:5099/v2/\": dial tcp \
+                       127.0.0.1:5099: connect: connection refused";
+        assert!(login_hint("127.0.0.1:5099", refused, true).contains("nothing answers at"));
+        let hung = "Error response from daemon: Get \"http://127.0.0.1:5011/v2/\": context \
+                    deadline exceeded";
+        let hint = login_hint("127.0.0.1:5011", hung, true);
+        assert!(
+            hint.contains("did not answer in time") && hint.contains("local status"),
+            "{hint}"
+        );
+        assert!(
+            login_hint("x", "unauthorized: authentication required", false)
+                .contains("refused the ECR token")
+        );
     }
 }

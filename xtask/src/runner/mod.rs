@@ -13,6 +13,8 @@ mod memo;
 pub mod retry;
 mod scan;
 pub mod signals;
+mod state_outputs;
+mod tags;
 
 use std::io::Write;
 use std::time::{Duration, Instant, SystemTime};
@@ -23,7 +25,7 @@ use xshell::Shell;
 use crate::aws::{Aws, Token};
 use crate::cmdline::CmdLine;
 use crate::facts;
-use crate::plan::{Action, DIGEST, LIVE_DIGEST, NOW, Plan, Slot, Step, When};
+use crate::plan::{Action, DIGEST, LIVE_DIGEST, NOW, Plan, RUN, Slot, Step, When};
 use crate::report::{Outcome, Ran, Report, StepRecord};
 use crate::settings::{Environment, Platform};
 use crate::tools::docker::{self, Inspected};
@@ -108,7 +110,7 @@ impl<'a> Runner<'a> {
     /// are removed at the end.
     pub fn execute(&mut self, plan: &Plan) -> Result<()> {
         let sh = self.sh;
-        let (_files, leftovers) = cleanup::Files::new(&plan.cleanup);
+        let (_files, leftovers) = cleanup::Files::new(&plan.cleanup, RUN);
         for file in leftovers {
             self.report.warn(&format!(
                 "removed {} left by an earlier run that did not finish (it is never applied)",
@@ -434,6 +436,19 @@ impl<'a> Runner<'a> {
     ) -> Result<()> {
         let digest = self.slot(slot).clone().context("no digest to tag")?;
         let tags: Vec<String> = tags.iter().map(|t| t.replace(NOW, &self.now)).collect();
+        // Only tags that name another image (or none) are written, then read back; a run with
+        // nothing to change only reads.
+        let current = self.current_tags(repository, &tags);
+        let (tags, verify): (Vec<String>, Vec<&CmdLine>) = tags
+            .into_iter()
+            .zip(verify)
+            .filter(|(tag, _)| current.get(tag) != Some(&digest))
+            .unzip();
+        if tags.is_empty() {
+            self.report
+                .info(&format!("already pointing at {digest}: nothing written"));
+            return Ok(());
+        }
         self.copy_tags(repository, &digest, &tags)?;
         for (tag, cmd) in tags.iter().zip(verify) {
             let line = self.resolve(cmd)?;
@@ -475,9 +490,18 @@ impl<'a> Runner<'a> {
     }
 
     fn outputs(&mut self, cmd: &CmdLine) -> Result<()> {
-        let line = self.resolve(cmd)?;
-        let out = self.run_once(&line, Capture::Stdout)?;
-        let outputs = terraform::parse_outputs(&out.stdout)?;
+        let outputs = match self.outputs_from_state(cmd) {
+            Some(outputs) => {
+                self.report
+                    .info("read from the state object (nothing was applied)");
+                outputs
+            }
+            None => {
+                let line = self.resolve(cmd)?;
+                let out = self.run_once(&line, Capture::Stdout)?;
+                terraform::parse_outputs(&out.stdout)?
+            }
+        };
         // Every short value (names, ARNs, URLs); rendered policies stay in `output -json`.
         for (key, output) in &outputs {
             if let Some(v) = output
@@ -511,7 +535,13 @@ impl<'a> Runner<'a> {
                 bail!("{name} is not known at this point of the plan");
             }
         }
-        Ok(cmd.resolve(&[(DIGEST, &digest), (LIVE_DIGEST, &live), (NOW, &self.now)]))
+        let run = std::process::id().to_string();
+        Ok(cmd.resolve(&[
+            (DIGEST, &digest),
+            (LIVE_DIGEST, &live),
+            (NOW, &self.now),
+            (RUN, &run),
+        ]))
     }
 
     fn lookup(&mut self, line: &CmdLine) -> Result<Option<Inspected>> {

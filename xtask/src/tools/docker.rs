@@ -148,7 +148,7 @@ pub const MANIFEST_TYPES: [&str; 4] = [
 ];
 
 /// The single-image manifest kinds Lambda accepts.
-const IMAGE_MANIFESTS: [&str; 2] = [MANIFEST_TYPES[0], MANIFEST_TYPES[1]];
+pub const IMAGE_MANIFESTS: [&str; 2] = [MANIFEST_TYPES[0], MANIFEST_TYPES[1]];
 
 /// A reference as the registry describes it.
 #[derive(Debug, Clone, PartialEq)]

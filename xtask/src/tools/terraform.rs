@@ -8,9 +8,12 @@ use serde::Deserialize;
 use crate::cmdline::CmdLine;
 use crate::settings::Environment;
 
-/// The saved plan's absolute path (terraform runs with `-chdir`), under `target/`.
+/// The saved plan's absolute path (terraform runs with `-chdir`), under `target/`, named by
+/// the run (`<run>`), so that two runs of one environment never apply each other's plan.
 pub fn plan_file(env: &Environment) -> String {
-    crate::paths::plan_file(&env.name).display().to_string()
+    crate::paths::plan_file(&env.name, crate::cmdline::RUN)
+        .display()
+        .to_string()
 }
 
 fn terraform(env: &Environment, process_env: &[(String, String)], sub: &str) -> CmdLine {
