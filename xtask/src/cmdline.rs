@@ -9,8 +9,13 @@ use std::fmt;
 pub const DIGEST: &str = "<digest>";
 /// The digest the `live` tag pointed at before this deploy.
 pub const LIVE_DIGEST: &str = "<live-digest>";
-/// The id of the container the smoke test started.
+/// The name of the container the smoke test runs, which is also its function's name in the
+/// Lambda emulator (unique per run).
 pub const CONTAINER: &str = "<container>";
+/// The Lambda emulator's Runtime API, `HOST:PORT/.rt` (see `local::lambda`).
+pub const LAMBDA_API: &str = "<lambda-api>";
+/// The image's ENTRYPOINT and CMD: one argument in a plan, spliced into several at run time.
+pub const IMAGE_COMMAND: &str = "<image-command>";
 /// UTC time when the step runs, as `YYYYMMDDTHHMMSSZ`.
 pub const NOW: &str = "<now>";
 /// This run's id (the xtask process id): files one run owns, such as its saved plan, are
@@ -66,11 +71,34 @@ impl CmdLine {
         }
         cmd
     }
+    /// Replaces the argument that is exactly `name` by `values`, several arguments in its place.
+    pub fn splice(&self, name: &str, values: &[String]) -> CmdLine {
+        let mut args = Vec::with_capacity(self.args.len() + values.len());
+        for arg in &self.args {
+            if arg == name {
+                args.extend(values.iter().cloned());
+            } else {
+                args.push(arg.clone());
+            }
+        }
+        CmdLine {
+            args,
+            ..self.clone()
+        }
+    }
     pub fn placeholders(&self) -> Vec<&'static str> {
-        [DIGEST, LIVE_DIGEST, NOW, CONTAINER, RUN]
-            .into_iter()
-            .filter(|p| self.args.iter().any(|a| a.contains(p)))
-            .collect()
+        [
+            DIGEST,
+            LIVE_DIGEST,
+            NOW,
+            CONTAINER,
+            LAMBDA_API,
+            IMAGE_COMMAND,
+            RUN,
+        ]
+        .into_iter()
+        .filter(|p| self.args.iter().any(|a| a.contains(p)))
+        .collect()
     }
 }
 
@@ -106,5 +134,9 @@ mod tests {
         assert_eq!(resolved.args[4], "x=sha256:ab");
         assert_eq!(line.placeholders(), [DIGEST]);
         assert!(resolved.placeholders().is_empty());
+        let spliced = CmdLine::new("sh")
+            .args(["-c", "x", IMAGE_COMMAND])
+            .splice(IMAGE_COMMAND, &["python".into(), "-m x".into()]);
+        assert_eq!(spliced.to_string(), "sh -c x python \"-m x\"");
     }
 }

@@ -1,5 +1,6 @@
 //! The image smoke test: `/health`, then a live SSE stream, read over HTTP from a running
-//! image. It checks the framing, the ids and that events arrive one by one, not all at the end.
+//! image, normally through the Lambda emulator's Function URL (see `local::lambda`). It checks
+//! the framing, the ids and that events arrive one by one, not all at the end.
 
 use std::time::{Duration, Instant};
 
@@ -18,27 +19,44 @@ pub struct Seen {
     pub total: Duration,
 }
 
-/// Waits up to `ready` for `/health`, then reads `count` events `interval` seconds apart.
-/// With `interval` of a second or more, the first event must arrive well before the end: an
-/// image whose stream is buffered (whole body at once) fails.
-pub fn check(base: &str, ready: Duration, count: u32, interval: f64) -> Result<Seen> {
+/// Waits up to `ready` for `{base}/health` to answer 200 and returns its body.
+///
+/// Each request may wait for the whole remaining time. Behind the Lambda emulator a request
+/// waits in a queue until a runtime takes it (the adapter does once the app is up), and an
+/// invoke whose client gave up stays queued, so short polls would pile up stale invokes.
+pub fn health(base: &str, ready: Duration) -> Result<String> {
     let deadline = Instant::now() + ready;
-    let health = loop {
-        match http::request(
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let result = http::request(
             "GET",
             &format!("{base}/health"),
             &[],
             b"",
-            Duration::from_secs(2),
-        ) {
-            Ok(resp) if resp.status == 200 => break resp,
-            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
-            Ok(resp) => bail!("/health answered {}: {}", resp.status, resp.text()),
+            left.max(Duration::from_secs(1)),
+        );
+        match result {
+            Ok(resp) if resp.status == 200 => return Ok(resp.text().trim().to_string()),
+            _ if Instant::now() + Duration::from_millis(200) < deadline => {
+                std::thread::sleep(Duration::from_millis(200))
+            }
+            Ok(resp) => bail!("{base}/health answered {}: {}", resp.status, resp.text()),
             Err(e) => {
-                return Err(e.context(format!("/health never answered within {ready:?}")));
+                return Err(e.context(format!(
+                    "{base}/health never answered within {ready:?}: behind the Lambda \
+                     emulator, no runtime took the invoke (no adapter registered: is the \
+                     Lambda Web Adapter in /opt/extensions, and did the app start?)"
+                )));
             }
         }
-    };
+    }
+}
+
+/// Waits up to `ready` for `/health`, then reads `count` events `interval` seconds apart.
+/// With `interval` of a second or more, the first event must arrive well before the end: an
+/// image whose stream is buffered (whole body at once) fails.
+pub fn check(base: &str, ready: Duration, count: u32, interval: f64) -> Result<Seen> {
+    let health = health(base, ready)?;
     let started = Instant::now();
     let mut first_event = None;
     let timeout = Duration::from_secs_f64(interval * f64::from(count) + 20.0);
@@ -94,7 +112,7 @@ pub fn check(base: &str, ready: Duration, count: u32, interval: f64) -> Result<S
         }
     }
     Ok(Seen {
-        health: health.text().trim().to_string(),
+        health,
         ids,
         first_event,
         total,

@@ -47,7 +47,7 @@ pub(crate) const REGISTRY: Daemon = Daemon {
 };
 
 /// The arguments of a live process, or `None` if it is gone or a zombie.
-fn cmdline(pid: u32) -> Option<Vec<String>> {
+pub(crate) fn cmdline(pid: u32) -> Option<Vec<String>> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let args: Vec<String> = raw
         .split(|b| *b == 0)

@@ -4,7 +4,8 @@ use anyhow::{Result, bail};
 
 use super::CmdLine;
 use super::{
-    Action, CONTAINER, DIGEST, IMAGE_COMMAND, LAMBDA_API, Plan, Slot, Step, When, repository,
+    Action, CONTAINER, DIGEST, IMAGE_COMMAND, LAMBDA_API, Plan, Slot, SmokeLines, Step, When,
+    repository,
 };
 use crate::facts::{Facts, Git, Tool};
 use crate::local::lambda;
@@ -229,11 +230,13 @@ fn smoke_action(env: &Environment, image: String) -> Action {
         command: vec![IMAGE_COMMAND.to_string()],
     });
     Action::Smoke {
-        pull: docker::pull(&image, env.platform),
-        inspect: docker::image_config(&image),
-        run,
-        logs: docker::logs(CONTAINER),
-        remove: docker::remove(CONTAINER),
+        lines: Box::new(SmokeLines {
+            pull: docker::pull(&image, env.platform),
+            inspect: docker::image_config(&image),
+            run,
+            logs: docker::logs(CONTAINER),
+            remove: docker::remove(CONTAINER),
+        }),
         image,
     }
 }

@@ -123,11 +123,7 @@ pub enum Action {
     /// and CMD, read by `inspect`. `logs` runs only when the test fails; `remove` always.
     Smoke {
         image: String,
-        pull: CmdLine,
-        inspect: CmdLine,
-        run: CmdLine,
-        logs: CmdLine,
-        remove: CmdLine,
+        lines: Box<SmokeLines>,
     },
     /// Local stack only: serve the function Terraform reports (output `function_name`) the
     /// way the AWS emulator's Lambda API describes it (image digest, environment, memory)
@@ -177,6 +173,20 @@ pub enum Action {
         repository: String,
         policy: crate::scan::Policy,
     },
+}
+
+/// The command lines of one smoke test, in the order they run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SmokeLines {
+    /// `docker pull` of the digest (the engine may already have it).
+    pub pull: CmdLine,
+    /// Reads the image's ENTRYPOINT and CMD, which `run` starts as Lambda would.
+    pub inspect: CmdLine,
+    pub run: CmdLine,
+    /// Only when the test fails.
+    pub logs: CmdLine,
+    /// Always, even after a failure or a signal.
+    pub remove: CmdLine,
 }
 
 /// Runtime values a lookup can fill.
@@ -253,13 +263,9 @@ impl Step {
             | Action::VerifyManifest { cmd, .. }
             | Action::Apply { cmd }
             | Action::Outputs { cmd } => vec![cmd],
-            Action::Smoke {
-                pull,
-                inspect,
-                run,
-                remove,
-                ..
-            } => vec![pull, inspect, run, remove],
+            Action::Smoke { lines, .. } => {
+                vec![&lines.pull, &lines.inspect, &lines.run, &lines.remove]
+            }
             Action::TerraformPlan { cmd, show } => vec![cmd, show],
             Action::Build { cmd, push, .. } => std::iter::once(cmd).chain(push).collect(),
             Action::Retag { verify, .. } => verify.iter().collect(),
@@ -303,24 +309,20 @@ impl Step {
                 format!("aws ecr get-authorization-token (registry {registry})"),
                 format!("{cmd}   (password on stdin)"),
             ],
-            Action::Smoke {
-                image,
-                pull,
-                inspect,
-                run,
-                logs,
-                remove,
-            } => vec![
-                pull.to_string(),
-                inspect.to_string(),
-                format!("{run}   (the Lambda emulator's Runtime API; {IMAGE_COMMAND} from above)"),
+            Action::Smoke { image, lines } => vec![
+                lines.pull.to_string(),
+                lines.inspect.to_string(),
+                format!(
+                    "{}   (the Lambda emulator's Runtime API; {IMAGE_COMMAND} from above)",
+                    lines.run
+                ),
                 format!(
                     "GET <function-url>/health, then <function-url>/stream?count=3&interval=1 \
                      through the emulated Function URL: 3 events from {image}, the first well \
                      before the end"
                 ),
-                format!("{logs}   (on failure)"),
-                format!("{remove}   (always)"),
+                format!("{}   (on failure)", lines.logs),
+                format!("{}   (always)", lines.remove),
             ],
             Action::ServeLocal {
                 endpoint_url,

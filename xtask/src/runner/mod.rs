@@ -255,23 +255,7 @@ impl<'a> Runner<'a> {
                 platform,
                 cmd,
             } => self.verify(reference, *platform, cmd),
-            Action::Smoke {
-                image,
-                pull,
-                inspect,
-                run,
-                logs,
-                remove,
-            } => self.smoke(
-                image,
-                lambda_steps::SmokeLines {
-                    pull,
-                    inspect,
-                    run,
-                    logs,
-                    remove,
-                },
-            ),
+            Action::Smoke { image, lines } => self.smoke(image, lines),
             Action::ServeLocal {
                 endpoint_url,
                 region,

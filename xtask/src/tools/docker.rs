@@ -114,21 +114,137 @@ pub fn push(reference: &str) -> CmdLine {
     CmdLine::new("docker").args(["push", reference])
 }
 
-/// Runs the image detached, its port 8080 published on a free loopback port.
-pub fn run_detached(image: &str, platform: Platform) -> CmdLine {
-    CmdLine::new("docker").args([
+/// How Lambda starts an image, run by `/bin/sh` inside the container: the extension in
+/// `/opt/extensions` in the background (Lambda starts extensions before the runtime), then the
+/// image's own ENTRYPOINT and CMD, which become `"$@"`.
+pub const LAMBDA_INIT: &str = "/opt/extensions/lambda-adapter & exec \"$@\"";
+
+/// A function container under the Lambda emulator (see `local::lambda`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LambdaContainer<'a> {
+    /// The container's name.
+    pub name: &'a str,
+    pub image: &'a str,
+    pub platform: Platform,
+    /// The function's memory size: the container's memory limit, as on Lambda.
+    pub memory_mb: u32,
+    /// `--label KEY=VALUE`, so the stack can tell its containers apart.
+    pub labels: Vec<(String, String)>,
+    /// `--env KEY=VALUE`: what Lambda sets (never a secret).
+    pub env: Vec<(String, String)>,
+    /// `--env-file`: the function's own variables, kept out of argv.
+    pub env_file: Option<&'a str>,
+    /// The image's ENTRYPOINT followed by its CMD (or the `<image-command>` placeholder).
+    pub command: Vec<String>,
+}
+
+/// Runs a function container detached, the way Lambda runs an image: a read-only root with a
+/// writable `/tmp`, the memory limit, no published port (clients go through the emulator's
+/// Function URL), and the adapter started as an extension beside the image's own command.
+pub fn run_lambda(c: &LambdaContainer<'_>) -> CmdLine {
+    let mut cmd = CmdLine::new("docker").args([
         "run",
         "--detach",
+        "--name",
+        c.name,
         "--platform",
-        platform.docker(),
-        "--publish",
-        "127.0.0.1::8080",
-        image,
+        c.platform.docker(),
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        "--memory",
+    ]);
+    cmd = cmd.arg(format!("{}m", c.memory_mb));
+    for (key, value) in &c.labels {
+        cmd = cmd.arg("--label").arg(format!("{key}={value}"));
+    }
+    for (key, value) in &c.env {
+        cmd = cmd.arg("--env").arg(format!("{key}={value}"));
+    }
+    if let Some(file) = c.env_file {
+        cmd = cmd.args(["--env-file", file]);
+    }
+    cmd.args(["--entrypoint", "/bin/sh", c.image, "-c", LAMBDA_INIT, "sh"])
+        .args(c.command.iter().cloned())
+}
+
+/// Fetches the image into the engine (a no-op when it is already there).
+pub fn pull(image: &str, platform: Platform) -> CmdLine {
+    CmdLine::new("docker").args(["pull", "--quiet", "--platform", platform.docker(), image])
+}
+
+/// Prints the image's configuration (ENTRYPOINT, CMD, ENV) as JSON.
+pub fn image_config(image: &str) -> CmdLine {
+    CmdLine::new("docker").args(["image", "inspect", "--format", "{{json .Config}}", image])
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ImageConfigJson {
+    entrypoint: Option<Vec<String>>,
+    cmd: Option<Vec<String>>,
+}
+
+/// The command an image runs (ENTRYPOINT then CMD), from [`image_config`]'s output.
+pub fn parse_image_command(text: &str) -> Result<Vec<String>> {
+    let config: ImageConfigJson = serde_json::from_str(text.trim())
+        .context("docker image inspect printed no image configuration JSON")?;
+    let command: Vec<String> = config
+        .entrypoint
+        .unwrap_or_default()
+        .into_iter()
+        .chain(config.cmd.unwrap_or_default())
+        .collect();
+    if command.is_empty() {
+        bail!("the image has neither ENTRYPOINT nor CMD: Lambda would have nothing to run");
+    }
+    Ok(command)
+}
+
+/// Prints the default bridge network's IPAM configuration (subnet, gateway) as JSON.
+pub fn bridge_config() -> CmdLine {
+    CmdLine::new("docker").args([
+        "network",
+        "inspect",
+        "bridge",
+        "--format",
+        "{{json .IPAM.Config}}",
     ])
 }
 
-pub fn port(container: &str) -> CmdLine {
-    CmdLine::new("docker").args(["port", container, "8080/tcp"])
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct IpamConfig {
+    #[serde(default)]
+    gateway: String,
+}
+
+/// The host's IPv4 address on the default bridge (docker0), from [`bridge_config`]'s output:
+/// the address containers reach the host on.
+pub fn parse_bridge_gateway(text: &str) -> Result<std::net::Ipv4Addr> {
+    let configs: Vec<IpamConfig> = serde_json::from_str(text.trim())
+        .context("docker network inspect bridge printed no IPAM JSON")?;
+    configs
+        .iter()
+        .find_map(|c| c.gateway.parse().ok())
+        .with_context(|| format!("the bridge network has no IPv4 gateway: {}", text.trim()))
+}
+
+/// Whether a container runs, as `true`/`false` (fails when there is no such container).
+pub fn running(container: &str) -> CmdLine {
+    CmdLine::new("docker").args([
+        "container",
+        "inspect",
+        "--format",
+        "{{.State.Running}}",
+        container,
+    ])
+}
+
+/// Stops a container gracefully (SIGTERM, then SIGKILL after `seconds`), so open streams end
+/// with the app's `shutdown` event.
+pub fn stop(container: &str, seconds: u32) -> CmdLine {
+    CmdLine::new("docker").args(["stop", "--time", &seconds.to_string(), container])
 }
 
 pub fn logs(container: &str) -> CmdLine {
@@ -296,6 +412,49 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("Lambda rejects image indexes"), "{e}");
+    }
+
+    #[test]
+    fn lambda_containers_run_like_lambda() {
+        let line = run_lambda(&LambdaContainer {
+            name: "fn-1",
+            image: "r/x@sha256:aa",
+            platform: Platform::Amd64,
+            memory_mb: 512,
+            labels: vec![("xtask.function".into(), "fn-1".into())],
+            env: vec![("AWS_LAMBDA_FUNCTION_NAME".into(), "fn-1".into())],
+            env_file: Some("/s/fn-1.env"),
+            command: vec!["python".into(), "-m".into(), "uvicorn".into()],
+        });
+        assert_eq!(
+            line.to_string(),
+            "docker run --detach --name fn-1 --platform linux/amd64 --read-only --tmpfs /tmp \
+             --memory 512m --label xtask.function=fn-1 --env AWS_LAMBDA_FUNCTION_NAME=fn-1 \
+             --env-file /s/fn-1.env --entrypoint /bin/sh r/x@sha256:aa \
+             -c \"/opt/extensions/lambda-adapter & exec \\\"$@\\\"\" sh python -m uvicorn"
+        );
+        assert_eq!(line.args[line.args.len() - 5], LAMBDA_INIT);
+    }
+
+    #[test]
+    fn image_commands_and_bridge_addresses_parse() {
+        let config = r#"{"Cmd":["python","-m","uvicorn"],"Entrypoint":null,"Env":["A=1"]}"#;
+        assert_eq!(
+            parse_image_command(config).unwrap(),
+            ["python", "-m", "uvicorn"]
+        );
+        let both = r#"{"Cmd":["x"],"Entrypoint":["/entry"]}"#;
+        assert_eq!(parse_image_command(both).unwrap(), ["/entry", "x"]);
+        let e = parse_image_command(r#"{"Cmd":null}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("neither ENTRYPOINT nor CMD"), "{e}");
+        let ipam = r#"[{"Subnet":"fd00::/64","Gateway":"fd00::1"},{"Subnet":"172.17.0.0/16","Gateway":"172.17.0.1"}]"#;
+        assert_eq!(
+            parse_bridge_gateway(ipam).unwrap().to_string(),
+            "172.17.0.1"
+        );
+        assert!(parse_bridge_gateway(r#"[{"Subnet":"172.17.0.0/16"}]"#).is_err());
     }
 
     #[test]

@@ -1,0 +1,1018 @@
+//! Lambda emulation: cargo-lambda serves the Lambda Runtime API and a Function URL front end
+//! on the docker bridge, and function containers run under it the way Lambda runs an image.
+//!
+//! - **The emulator.** `local up` installs cargo-lambda 1.9.2 into
+//!   `target/local-stack/cargo-lambda-venv` and starts
+//!   `cargo-lambda lambda watch --only-lambda-apis --disable-cors -A <bridge> -P 9000
+//!   --manifest-path target/local-stack/lambda/project/Cargo.toml` as a daemon with a recorded
+//!   pid. `-A` takes one address, and it is the docker bridge's (docker0, e.g. 172.17.0.1):
+//!   containers reach the host there, and so does this machine, because the address is local
+//!   to it. Nothing listens on an outside interface. `--disable-cors` because the app applies
+//!   CORS itself, and a second `Access-Control-Allow-Origin` makes browsers reject a response.
+//! - **A function** runs its image's own ENTRYPOINT and CMD, with the Lambda Web Adapter
+//!   started beside it from `/opt/extensions` (as Lambda starts extensions), a read-only root
+//!   with a writable `/tmp`, the function's memory as the container's limit, and the variables
+//!   Lambda sets: `AWS_LAMBDA_RUNTIME_API=<bridge>:9000/.rt/<function>` and its twin
+//!   `AWS_LWA_LAMBDA_RUNTIME_API_PROXY`, `AWS_LAMBDA_FUNCTION_NAME`, `..._VERSION`,
+//!   `..._MEMORY_SIZE`, `AWS_REGION`, then the function's own variables (from a file, not argv).
+//! - **Each function has its own name in the emulator**, so its invokes queue separately: the
+//!   deployed function and a smoke test of the next image never take each other's requests.
+//!   cargo-lambda routes `/lambda-url/<function>/…` only for a binary of that name in its Cargo
+//!   project, so serving a function adds a `[[bin]]` to the dummy project (under a file lock).
+//! - **The Function URL** is `http://<bridge>:9000/lambda-url/<function>`; `/stream` below it
+//!   reaches the app's `/stream`.
+//! - **Served functions** (what `deploy` and `rollback` leave running) are recorded in
+//!   `target/local-stack/lambda/functions/<function>.json`: name, image and digest, environment,
+//!   memory, timeout, URL and container id. `local status` shows them; `local down` removes
+//!   their containers by the recorded ids.
+//!
+//! Known differences from Lambda. Neither the smoke test nor the tests depend on them:
+//! - **Overlapping invokes.** The emulator accepts the runtime's `POST …/response` before the
+//!   streamed body ends, so one adapter may run several invokes at once; Lambda gives one
+//!   execution environment one invoke at a time.
+//! - **Stale invokes.** An invoke whose client left before a runtime asked for it stays queued
+//!   and is delivered later. So the smoke test waits on one `/health` request rather than
+//!   polling with short timeouts, and each smoke test uses a fresh function name.
+//! - **Extra headers and CORS.** Responses carry `lambda-runtime-function-response-mode`; CORS
+//!   would be permissive without `--disable-cors`.
+//! - **The deadline** (`Lambda-Runtime-Deadline-Ms`) is fixed: the function's timeout is
+//!   recorded but not enforced (cargo-lambda's `--timeout` would apply to every route, the
+//!   runtime's long poll included).
+//! - **Lifecycle.** Extension `/event/next` answers 500 (the adapter ignores it), there is no
+//!   SHUTDOWN event, no freeze between invokes and no concurrency limit. A replaced container
+//!   gets `docker stop` (SIGTERM), so its open streams end with the app's `shutdown` event.
+//! - **No IAM auth** on the Function URL, whatever `function_url_auth_type` says.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use xshell::{Shell, cmd};
+
+use super::process::{self, Daemon};
+use super::{Ctx, Health, Paths, fake_sigv4, step};
+use crate::cmdline::CmdLine;
+use crate::settings::Platform;
+use crate::tools::docker::{self, LambdaContainer};
+use crate::{http, smoke};
+
+/// The emulator's port on the bridge address.
+pub const PORT: u16 = 9000;
+/// The cargo-lambda release the project is tested against.
+const REQUIREMENT: &str = "cargo-lambda==1.9.2";
+const VERSION: &str = "cargo-lambda 1.9.2";
+/// The dummy project's own binary; never a function name.
+const PACKAGE: &str = "xtask-lambda-emulator";
+/// A function name the emulator never serves: its Function URL answers 404 at once.
+const PROBE: &str = "xtask-health-probe";
+/// Carried by every function container this stack starts, with the function's name.
+pub const LABEL: &str = "xtask.lambda-function";
+/// Lambda's default memory size, for a smoke test whose settings name none.
+pub const DEFAULT_MEMORY_MB: u32 = 128;
+/// How long a container may take to answer `/health` through the Function URL.
+pub const READY: Duration = Duration::from_secs(30);
+/// How long a replaced container's open streams get to end (uvicorn's graceful shutdown is 5 s).
+const STOP_GRACE_SECS: u32 = 8;
+
+pub(crate) const LAMBDA: Daemon = Daemon {
+    name: "lambda",
+    program: "cargo-lambda",
+    grace: Duration::from_secs(10),
+};
+
+/// The variables Lambda sets for a function, pointed at the emulator's Runtime API `api`
+/// (`HOST:PORT/.rt`) under the function's own name. The adapter takes the prefixed API through
+/// two variables: `AWS_LAMBDA_RUNTIME_API` (extension registration, no scheme) and
+/// `AWS_LWA_LAMBDA_RUNTIME_API_PROXY` (its runtime client, with scheme).
+pub fn runtime_environment(
+    api: &str,
+    function: &str,
+    memory_mb: u32,
+    region: &str,
+) -> Vec<(String, String)> {
+    [
+        ("AWS_LAMBDA_RUNTIME_API", format!("{api}/{function}")),
+        (
+            "AWS_LWA_LAMBDA_RUNTIME_API_PROXY",
+            format!("http://{api}/{function}"),
+        ),
+        ("AWS_LAMBDA_FUNCTION_NAME", function.to_string()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_string()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory_mb.to_string()),
+        ("AWS_REGION", region.to_string()),
+        ("AWS_DEFAULT_REGION", region.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// The labels of a function container.
+pub fn labels(function: &str) -> Vec<(String, String)> {
+    vec![(LABEL.to_string(), function.to_string())]
+}
+
+/// A Lambda function name (letters, digits, `-`, `_`; at most 64), which is also a Cargo
+/// binary name in the emulator's project and part of a container name.
+pub fn check_name(name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && name != PACKAGE
+        && name != PROBE;
+    if !valid {
+        bail!(
+            "{name:?} is not a function name the Lambda emulator can serve (letters, digits, \
+             `-` and `_`, at most 64)"
+        );
+    }
+    Ok(())
+}
+
+/// The container that serves a deployed function.
+fn container_name(function: &str) -> String {
+    format!("xtask-fn-{function}")
+}
+
+fn watch_args(addr: SocketAddr, manifest: &Path) -> Vec<String> {
+    [
+        "lambda",
+        "watch",
+        "--only-lambda-apis",
+        "--disable-cors",
+        "-A",
+        &addr.ip().to_string(),
+        "-P",
+        &addr.port().to_string(),
+        "--manifest-path",
+        &manifest.display().to_string(),
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect()
+}
+
+/// The emulator answers: a Function URL of a function it does not know is a quick 404 (a known
+/// function's would queue until a runtime takes the invoke).
+fn healthy(addr: SocketAddr) -> bool {
+    http::request(
+        "GET",
+        &format!("http://{addr}/lambda-url/{PROBE}/"),
+        &[],
+        b"",
+        Duration::from_secs(5),
+    )
+    .is_ok_and(|r| r.status == 404 && r.text().contains("Missing function"))
+}
+
+/// Runs a docker command quietly; a failure carries its stderr.
+fn output(sh: &Shell, line: &CmdLine) -> Result<String> {
+    let out = line
+        .to_cmd(sh)
+        .quiet()
+        .ignore_status()
+        .output()
+        .with_context(|| format!("running `{line}`"))?;
+    if !out.status.success() {
+        bail!(
+            "`{line}` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The host's address on the docker bridge, where containers reach it.
+fn bridge_ip(sh: &Shell) -> Result<Ipv4Addr> {
+    let text = output(sh, &docker::bridge_config())
+        .context("reading the docker bridge address (is the Docker engine running?)")?;
+    docker::parse_bridge_gateway(&text)
+}
+
+fn running(sh: &Shell, container: &str) -> bool {
+    output(sh, &docker::running(container)).is_ok_and(|s| s.trim() == "true")
+}
+
+// --- Installation and the dummy project ------------------------------------------------------
+
+fn installed(exe: &Path) -> bool {
+    Command::new(exe)
+        .args(["lambda", "--version"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(VERSION))
+}
+
+/// cargo-lambda from a project-local virtualenv, created (or repaired) on first use.
+/// `--no-deps` leaves out `ziglang` (about 400 MB), which only cross-compiling Rust needs: the
+/// emulator is one static binary.
+fn install(sh: &Shell, paths: &Paths) -> Result<PathBuf> {
+    let venv = paths.lambda_venv();
+    let exe = venv.join("bin").join("cargo-lambda");
+    if installed(&exe) {
+        return Ok(exe);
+    }
+    let python = process::which("python3").context(
+        "python3 is missing to install cargo-lambda (the Lambda emulator); install Python 3.9+ \
+         (Debian: apt-get install python3 python3-venv)",
+    )?;
+    step(format!(
+        "creating {} and installing {REQUIREMENT}",
+        venv.display()
+    ));
+    cmd!(sh, "{python} -m venv {venv}")
+        .quiet()
+        .run()
+        .context("creating the cargo-lambda virtualenv (Debian: apt-get install python3-venv)")?;
+    let pip = venv.join("bin").join("pip");
+    cmd!(
+        sh,
+        "{pip} install --quiet --disable-pip-version-check --no-deps {REQUIREMENT}"
+    )
+    .quiet()
+    .run()
+    .context("pip install cargo-lambda")?;
+    if !installed(&exe) {
+        bail!(
+            "{} does not report {VERSION} after pip install",
+            exe.display()
+        );
+    }
+    Ok(exe)
+}
+
+/// The dummy project's manifest: one binary per served function, all built from one empty
+/// `main.rs` that is never compiled. `[workspace]` keeps it out of the repository's workspace.
+fn manifest(functions: &BTreeSet<String>) -> String {
+    let mut text = format!(
+        "# Written by xtask (local/lambda.rs). cargo-lambda needs a Cargo project, and it routes\n\
+         # a Function URL only to a binary of the function's name.\n\
+         [package]\nname = \"{PACKAGE}\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n\
+         [workspace]\n\n[[bin]]\nname = \"{PACKAGE}\"\npath = \"src/main.rs\"\n"
+    );
+    for f in functions {
+        text.push_str(&format!(
+            "\n[[bin]]\nname = \"{f}\"\npath = \"src/main.rs\"\n"
+        ));
+    }
+    text
+}
+
+/// Writes `contents` to `path` through a rename, so a concurrent reader never sees half a file.
+fn replace_file(path: &Path, contents: &str, mode: u32) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    file.write_all(contents.as_bytes())?;
+    drop(file);
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Changes the set of functions the emulator routes, under an exclusive lock (smoke tests and
+/// deploys of several environments may run at once); returns the manifest's path.
+fn edit_functions(paths: &Paths, edit: impl FnOnce(&mut BTreeSet<String>)) -> Result<PathBuf> {
+    let project = paths.lambda_project();
+    std::fs::create_dir_all(project.join("src"))
+        .with_context(|| format!("creating {}", project.display()))?;
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(project.join("functions.lock"))?;
+    // SAFETY: flock(2) on a descriptor this function owns; the lock goes with the descriptor.
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
+        bail!(
+            "locking {}: {}",
+            project.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    let list = project.join("functions.txt");
+    let mut functions: BTreeSet<String> = std::fs::read_to_string(&list)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| check_name(l).is_ok())
+        .map(str::to_string)
+        .collect();
+    let before = functions.clone();
+    edit(&mut functions);
+    let main = project.join("src").join("main.rs");
+    if !main.exists() {
+        std::fs::write(&main, "fn main() {}\n")?;
+    }
+    let manifest_path = project.join("Cargo.toml");
+    let text = manifest(&functions);
+    if functions != before || std::fs::read_to_string(&manifest_path).ok() != Some(text.clone()) {
+        let names: String = functions.iter().map(|f| format!("{f}\n")).collect();
+        replace_file(&list, &names, 0o644)?;
+        replace_file(&manifest_path, &text, 0o644)?;
+    }
+    Ok(manifest_path)
+}
+
+/// Unregisters a function when dropped (a smoke test's), unless kept (a served function's).
+pub struct Registered {
+    paths: Paths,
+    function: Option<String>,
+}
+
+impl Registered {
+    /// The function stays routed after this value is gone.
+    pub fn keep(mut self) {
+        self.function = None;
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Some(f) = self.function.take() {
+            let _ = edit_functions(&self.paths, |set| {
+                set.remove(&f);
+            });
+        }
+    }
+}
+
+// --- The emulator ----------------------------------------------------------------------------
+
+/// A running emulator: the stack's, or a private one that this process stops when the value
+/// is dropped.
+pub struct Emulator {
+    addr: SocketAddr,
+    paths: Paths,
+    private: Option<Child>,
+}
+
+impl Emulator {
+    /// The stack's emulator, when `local up` started it and it still runs.
+    pub fn shared(sh: &Shell) -> Option<Emulator> {
+        let paths = Paths::new(sh);
+        let pid = process::recorded(&paths, &LAMBDA)?;
+        let args = process::cmdline(pid)?;
+        let value = |flag: &str| {
+            let i = args.iter().position(|a| a == flag)?;
+            args.get(i + 1)
+        };
+        let ip: IpAddr = value("-A")?.parse().ok()?;
+        let port: u16 = value("-P")?.parse().ok()?;
+        Some(Emulator {
+            addr: SocketAddr::new(ip, port),
+            paths,
+            private: None,
+        })
+    }
+
+    /// The stack's emulator when it answers; otherwise a private one on a free port of the
+    /// bridge, for this process only. A CI job for an AWS environment runs no local stack,
+    /// yet its smoke test goes through an emulated Function URL too.
+    pub fn shared_or_private(sh: &Shell) -> Result<Emulator> {
+        if let Some(shared) = Emulator::shared(sh).filter(|e| healthy(e.addr)) {
+            return Ok(shared);
+        }
+        let paths = Paths::new(sh);
+        std::fs::create_dir_all(&paths.dir)
+            .with_context(|| format!("creating {}", paths.dir.display()))?;
+        let exe = install(sh, &paths)?;
+        let manifest = edit_functions(&paths, |_| {})?;
+        let ip = bridge_ip(sh)?;
+        let port = TcpListener::bind((ip, 0))
+            .with_context(|| format!("finding a free port on the docker bridge {ip}"))?
+            .local_addr()?
+            .port();
+        let addr = SocketAddr::new(ip.into(), port);
+        let log_path = paths.log("lambda-private");
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("opening {}", log_path.display()))?;
+        let child = Command::new(&exe)
+            .args(watch_args(addr, &manifest))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            // Its own process group: a terminal's Ctrl-C reaches xtask, which stops it on drop.
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting {}", exe.display()))?;
+        let mut emulator = Emulator {
+            addr,
+            paths,
+            private: Some(child),
+        };
+        process::wait_healthy(emulator.private.as_mut(), &LAMBDA, &log_path, READY, || {
+            healthy(addr)
+        })?;
+        Ok(emulator)
+    }
+
+    /// The Runtime API as the adapter's variables take it: `HOST:PORT/.rt`.
+    pub fn runtime_api(&self) -> String {
+        format!("{}/.rt", self.addr)
+    }
+
+    /// The Function URL of `function`, without a trailing slash: `<url>/stream` is the app's
+    /// `/stream`.
+    pub fn function_url(&self, function: &str) -> String {
+        format!("http://{}/lambda-url/{function}", self.addr)
+    }
+
+    /// Whether this emulator is this process's own, not the stack's.
+    pub fn is_private(&self) -> bool {
+        self.private.is_some()
+    }
+
+    /// Makes the emulator route `function`'s Function URL; undone when the guard drops.
+    pub fn register(&self, function: &str) -> Result<Registered> {
+        check_name(function)?;
+        edit_functions(&self.paths, |set| {
+            set.insert(function.to_string());
+        })?;
+        Ok(Registered {
+            paths: Paths {
+                dir: self.paths.dir.clone(),
+            },
+            function: Some(function.to_string()),
+        })
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.private {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `local up`: installs cargo-lambda, starts the emulator on the bridge address (or keeps the
+/// one already running there) and forgets served functions whose container is gone.
+pub(crate) fn ensure(ctx: &mut Ctx<'_>, pids: &mut BTreeMap<String, u32>) -> Result<Health> {
+    let started = Instant::now();
+    let (sh, paths) = (ctx.sh, &ctx.paths);
+    let exe = install(sh, paths)?;
+    let manifest = edit_functions(paths, |_| {})?;
+    let addr = SocketAddr::new(bridge_ip(sh)?.into(), PORT);
+    let args = watch_args(addr, &manifest);
+    let mut ours = process::recorded(paths, &LAMBDA);
+    if let Some(pid) = ours.filter(|&pid| !process::has_args(pid, &args)) {
+        // The bridge address changed (or the command line did): a running function container
+        // would keep calling the old address, so restart on the new one.
+        step(format!(
+            "restarting the Lambda emulator (pid {pid}) on {addr}"
+        ));
+        process::stop(pid, &LAMBDA)?;
+        ours = None;
+    }
+    let mut child = None;
+    if ours.is_none() {
+        if process::port_open(addr) {
+            let who = process::listener(PORT)
+                .map(|(pid, cmd)| format!("pid {pid} ({cmd})"))
+                .unwrap_or_else(|| "another process".to_string());
+            bail!(
+                "{addr} is already in use by {who}, which this stack did not start, so the \
+                 Lambda emulator cannot listen there; stop that process"
+            );
+        }
+        child = Some(process::spawn(paths, &LAMBDA, &exe, &args, &[])?);
+    }
+    process::wait_healthy(
+        child.as_mut(),
+        &LAMBDA,
+        &paths.log(LAMBDA.name),
+        READY,
+        || healthy(addr),
+    )?;
+    let pid = process::recorded(paths, &LAMBDA)
+        .context("the Lambda emulator exited right after startup")?;
+    pids.insert(LAMBDA.name.into(), pid);
+    let mut served = 0;
+    for record in records(paths) {
+        if running(sh, &record.container) {
+            served += 1;
+        } else {
+            step(format!(
+                "forgetting served function {} (its container is gone)",
+                record.function
+            ));
+            forget(paths, &record.function);
+        }
+    }
+    Ok(Health {
+        name: "lambda",
+        address: format!("http://{addr}"),
+        healthy: true,
+        health: format!(
+            "healthy: {VERSION} pid {pid}, Function URLs /lambda-url/<function>, {served} served"
+        ),
+        elapsed: started.elapsed(),
+    })
+}
+
+/// `local status`: the emulator, then one line per served function.
+pub(crate) fn status(ctx: &Ctx<'_>) -> Vec<Health> {
+    let started = Instant::now();
+    let pid = process::recorded(&ctx.paths, &LAMBDA);
+    let (healthy, address, health) = match (pid, Emulator::shared(ctx.sh)) {
+        (Some(pid), Some(e)) if healthy(e.addr) => (
+            true,
+            format!("http://{}", e.addr),
+            format!("healthy: {VERSION} pid {pid}, Function URLs /lambda-url/<function>"),
+        ),
+        (Some(pid), _) => (
+            false,
+            format!("<bridge>:{PORT}"),
+            format!("unhealthy: pid {pid} does not answer"),
+        ),
+        (None, _) => (
+            false,
+            format!("<bridge>:{PORT}"),
+            "down: not running".to_string(),
+        ),
+    };
+    let mut reports = vec![Health {
+        name: "lambda",
+        address,
+        healthy,
+        health,
+        elapsed: started.elapsed(),
+    }];
+    for record in records(&ctx.paths) {
+        let started = Instant::now();
+        let up = running(ctx.sh, &record.container);
+        let short = &record.container[..record.container.len().min(12)];
+        reports.push(Health {
+            name: "function",
+            address: record.url.clone(),
+            healthy: up,
+            health: format!(
+                "{} {} serves {} (container {short})",
+                if up { "running:" } else { "stopped:" },
+                record.function,
+                record.digest
+            ),
+            elapsed: started.elapsed(),
+        });
+    }
+    reports
+}
+
+/// `local down`, before the engine stops: removes the function containers this stack started,
+/// by their recorded ids, and forgets them. The emulator itself stops with the other daemons.
+pub(crate) fn stop_functions(sh: &Shell, paths: &Paths) {
+    for record in records(paths) {
+        let t = Instant::now();
+        match output(sh, &docker::remove(&record.container)) {
+            Ok(_) => eprintln!(
+                "stopped {:<12} {:<30} {:.1}s",
+                "function",
+                record.function,
+                t.elapsed().as_secs_f64()
+            ),
+            Err(e) => eprintln!("function {}: {e:#}", record.function),
+        }
+        forget(paths, &record.function);
+    }
+}
+
+// --- Deployed functions ----------------------------------------------------------------------
+
+/// A function as the AWS emulator's Lambda API describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Function {
+    pub name: String,
+    /// `Code.ImageUri`: `REPOSITORY@sha256:…`.
+    pub image: String,
+    pub digest: String,
+    pub region: String,
+    pub environment: BTreeMap<String, String>,
+    pub memory_size: u32,
+    pub timeout: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetFunction {
+    configuration: Configuration,
+    code: Code,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Configuration {
+    function_name: String,
+    memory_size: Option<u32>,
+    timeout: Option<u32>,
+    environment: Option<EnvironmentJson>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct EnvironmentJson {
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Code {
+    image_uri: Option<String>,
+}
+
+/// Parses a Lambda `GetFunction` answer.
+pub fn parse_function(json: &str, region: &str) -> Result<Function> {
+    let got: GetFunction =
+        serde_json::from_str(json).context("GetFunction did not answer the expected JSON")?;
+    let c = got.configuration;
+    let image = got.code.image_uri.with_context(|| {
+        format!(
+            "function {} has no Code.ImageUri: it is not an image function",
+            c.function_name
+        )
+    })?;
+    let digest = image
+        .split_once('@')
+        .map(|(_, d)| d.to_string())
+        .filter(|d| d.starts_with("sha256:"))
+        .with_context(|| {
+            format!(
+                "function {} runs {image}, which names no digest (deploy pins one)",
+                c.function_name
+            )
+        })?;
+    Ok(Function {
+        name: c.function_name,
+        image,
+        digest,
+        region: region.to_string(),
+        environment: c.environment.map(|e| e.variables).unwrap_or_default(),
+        // Lambda's defaults, for a function created without them.
+        memory_size: c.memory_size.unwrap_or(DEFAULT_MEMORY_MB),
+        timeout: c.timeout.unwrap_or(3),
+    })
+}
+
+/// What the AWS emulator says `name` is: `GET /2015-03-31/functions/{name}`. moto reads the
+/// service from the credential scope and does not check signatures.
+pub fn deployed(endpoint_url: &str, region: &str, name: &str) -> Result<Function> {
+    check_name(name)?;
+    let url = format!(
+        "{}/2015-03-31/functions/{name}",
+        endpoint_url.trim_end_matches('/')
+    );
+    let auth = fake_sigv4(region, "lambda");
+    let r = http::request(
+        "GET",
+        &url,
+        &[("Authorization", &auth)],
+        b"",
+        Duration::from_secs(10),
+    )
+    .with_context(|| format!("GET {url}"))?;
+    if r.status != 200 {
+        bail!(
+            "the emulator's Lambda API has no function {name}: HTTP {}: {}",
+            r.status,
+            r.text()
+        );
+    }
+    parse_function(&r.text(), region)
+}
+
+/// The record of a function the stack serves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Served {
+    pub function: String,
+    pub image: String,
+    pub digest: String,
+    pub environment: BTreeMap<String, String>,
+    pub memory_size: u32,
+    pub timeout: u32,
+    pub url: String,
+    /// The container's id, as `docker run` printed it.
+    pub container: String,
+}
+
+impl Served {
+    fn serves(&self, f: &Function, url: &str) -> bool {
+        self.digest == f.digest
+            && self.image == f.image
+            && self.environment == f.environment
+            && self.memory_size == f.memory_size
+            && self.timeout == f.timeout
+            && self.url == url
+    }
+}
+
+fn record_path(paths: &Paths, function: &str) -> PathBuf {
+    paths.lambda_functions().join(format!("{function}.json"))
+}
+
+fn env_path(paths: &Paths, function: &str) -> PathBuf {
+    paths.lambda_functions().join(format!("{function}.env"))
+}
+
+/// Every served function's record.
+pub(crate) fn records(paths: &Paths) -> Vec<Served> {
+    let Ok(dir) = std::fs::read_dir(paths.lambda_functions()) else {
+        return vec![];
+    };
+    let mut found: Vec<Served> = dir
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|text| serde_json::from_str(&text).ok())
+        .collect();
+    found.sort_by(|a, b| a.function.cmp(&b.function));
+    found
+}
+
+fn forget(paths: &Paths, function: &str) {
+    let _ = std::fs::remove_file(record_path(paths, function));
+    let _ = std::fs::remove_file(env_path(paths, function));
+    let _ = edit_functions(paths, |set| {
+        set.remove(function);
+    });
+}
+
+/// `docker run --env-file` lines; a value with a line break cannot be passed that way.
+fn env_file(environment: &BTreeMap<String, String>) -> Result<String> {
+    let mut text = String::new();
+    for (key, value) in environment {
+        if key.is_empty() || key.contains(['=', '\n', '\r']) || value.contains(['\n', '\r']) {
+            bail!("environment variable {key:?} cannot be passed to a local container");
+        }
+        text.push_str(&format!("{key}={value}\n"));
+    }
+    Ok(text)
+}
+
+/// What [`serve`] did.
+#[derive(Debug, Clone)]
+pub struct ServeOutcome {
+    pub served: Served,
+    /// The digest served before, when this call switched images.
+    pub replaced: Option<String>,
+    /// The same function was already served, healthy: nothing was started.
+    pub unchanged: bool,
+    /// The docker command lines it ran, in order.
+    pub executed: Vec<String>,
+}
+
+/// Serves `f` under the stack's emulator: pulls its image by digest, replaces the container
+/// that served the function before (if any), starts the new one and waits until `/health`
+/// answers through the Function URL. Already serving exactly this, healthy: nothing changes.
+pub fn serve(sh: &Shell, f: &Function, platform: Platform) -> Result<ServeOutcome> {
+    check_name(&f.name)?;
+    let paths = Paths::new(sh);
+    let emulator = Emulator::shared(sh)
+        .filter(|e| healthy(e.addr))
+        .context("the local stack's Lambda emulator is not running: run `cargo xtask local up`")?;
+    let url = emulator.function_url(&f.name);
+    let previous = read_record(&paths, &f.name);
+    if let Some(p) = previous.as_ref().filter(|p| p.serves(f, &url)) {
+        if running(sh, &p.container) && smoke::health(&url, Duration::from_secs(10)).is_ok() {
+            return Ok(ServeOutcome {
+                served: p.clone(),
+                replaced: None,
+                unchanged: true,
+                executed: vec![],
+            });
+        }
+    }
+    let mut executed = Vec::new();
+    let mut run = |line: CmdLine| -> Result<String> {
+        executed.push(line.to_string());
+        output(sh, &line)
+    };
+    run(docker::pull(&f.image, platform))
+        .with_context(|| format!("pulling {} from the local registry", f.image))?;
+    let command = docker::parse_image_command(&run(docker::image_config(&f.image))?)?;
+    let env_text = env_file(&f.environment)?;
+    emulator.register(&f.name)?.keep();
+
+    // The old container goes first: two runtimes polling one function would split its
+    // invokes between two images.
+    let name = container_name(&f.name);
+    let mut old: Vec<String> = previous.iter().map(|p| p.container.clone()).collect();
+    // A container of ours left without a record (a run stopped between start and record).
+    if let Ok(label) = output(
+        sh,
+        &CmdLine::new("docker").args([
+            "container",
+            "inspect",
+            "--format",
+            &format!("{{{{index .Config.Labels \"{LABEL}\"}}}}"),
+            &name,
+        ]),
+    ) {
+        if label.trim() == f.name {
+            old.push(name.clone());
+        }
+    }
+    for container in &old {
+        let _ = run(docker::stop(container, STOP_GRACE_SECS));
+        let _ = run(docker::remove(container));
+    }
+
+    std::fs::create_dir_all(paths.lambda_functions())?;
+    let env_path = env_path(&paths, &f.name);
+    replace_file(&env_path, &env_text, 0o600)?;
+    let env_path_text = env_path.display().to_string();
+    let line = docker::run_lambda(&LambdaContainer {
+        name: &name,
+        image: &f.image,
+        platform,
+        memory_mb: f.memory_size,
+        labels: labels(&f.name),
+        env: runtime_environment(&emulator.runtime_api(), &f.name, f.memory_size, &f.region),
+        env_file: Some(&env_path_text),
+        command,
+    });
+    let container = run(line)?.trim().to_string();
+    let served = Served {
+        function: f.name.clone(),
+        image: f.image.clone(),
+        digest: f.digest.clone(),
+        environment: f.environment.clone(),
+        memory_size: f.memory_size,
+        timeout: f.timeout,
+        url: url.clone(),
+        container: container.clone(),
+    };
+    // Recorded before the wait, so that `local down` finds the container even if it fails.
+    let json = serde_json::to_string_pretty(&served)? + "\n";
+    replace_file(&record_path(&paths, &f.name), &json, 0o600)?;
+    smoke::health(&url, READY).with_context(|| {
+        format!(
+            "the container of {} ({}) started, but /health does not answer through {url}; \
+             see `docker logs {}`",
+            f.name,
+            f.digest,
+            &container[..container.len().min(12)]
+        )
+    })?;
+    Ok(ServeOutcome {
+        served,
+        replaced: previous.map(|p| p.digest).filter(|d| d != &f.digest),
+        unchanged: false,
+        executed,
+    })
+}
+
+fn read_record(paths: &Paths, function: &str) -> Option<Served> {
+    let text = std::fs::read_to_string(record_path(paths, function)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// The record of a served function, if the stack serves it.
+pub fn served(sh: &Shell, function: &str) -> Option<Served> {
+    read_record(&Paths::new(sh), function)
+}
+
+/// Stops serving `function`: removes its container (by the recorded id) and its record.
+pub fn unserve(sh: &Shell, function: &str) -> Result<()> {
+    let paths = Paths::new(sh);
+    if let Some(record) = read_record(&paths, function) {
+        output(sh, &docker::remove(&record.container))?;
+    }
+    forget(&paths, function);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_environment_points_the_adapter_at_the_function() {
+        let env = runtime_environment("172.17.0.1:9000/.rt", "fn-a", 512, "us-east-1");
+        let get = |k: &str| {
+            env.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(
+            get("AWS_LAMBDA_RUNTIME_API"),
+            Some("172.17.0.1:9000/.rt/fn-a")
+        );
+        assert_eq!(
+            get("AWS_LWA_LAMBDA_RUNTIME_API_PROXY"),
+            Some("http://172.17.0.1:9000/.rt/fn-a")
+        );
+        assert_eq!(get("AWS_LAMBDA_FUNCTION_NAME"), Some("fn-a"));
+        assert_eq!(get("AWS_LAMBDA_FUNCTION_VERSION"), Some("$LATEST"));
+        assert_eq!(get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"), Some("512"));
+        assert_eq!(get("AWS_REGION"), Some("us-east-1"));
+    }
+
+    #[test]
+    fn names_are_lambda_names() {
+        assert!(check_name("local-sse-streaming-lambda").is_ok());
+        assert!(check_name("smoke_1").is_ok());
+        for bad in ["", "a/b", "a b", "x\"y", PACKAGE, PROBE, &"x".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_manifest_names_each_function() {
+        let set: BTreeSet<String> = ["b-fn".to_string(), "a-fn".to_string()].into();
+        let text = manifest(&set);
+        assert!(text.contains("[workspace]"), "{text}");
+        let bins: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("name = "))
+            .collect();
+        assert_eq!(
+            bins,
+            [
+                "\"xtask-lambda-emulator\"",
+                "\"xtask-lambda-emulator\"",
+                "\"a-fn\"",
+                "\"b-fn\""
+            ]
+        );
+    }
+
+    #[test]
+    fn registrations_are_undone_unless_kept() {
+        let dir = std::env::temp_dir().join(format!("xtask-lambda-{}", std::process::id()));
+        let paths = Paths { dir: dir.clone() };
+        let emulator = Emulator {
+            addr: "172.17.0.1:9000".parse().unwrap(),
+            paths: Paths { dir: dir.clone() },
+            private: None,
+        };
+        let manifest_path = dir.join("lambda/project/Cargo.toml");
+        let guard = emulator.register("smoke-a").unwrap();
+        emulator.register("served-b").unwrap().keep();
+        let text = std::fs::read_to_string(&manifest_path).unwrap();
+        assert!(
+            text.contains("\"smoke-a\"") && text.contains("\"served-b\""),
+            "{text}"
+        );
+        drop(guard);
+        let text = std::fs::read_to_string(&manifest_path).unwrap();
+        assert!(
+            !text.contains("\"smoke-a\"") && text.contains("\"served-b\""),
+            "{text}"
+        );
+        forget(&paths, "served-b");
+        let text = std::fs::read_to_string(&manifest_path).unwrap();
+        assert!(!text.contains("served-b"), "{text}");
+        assert_eq!(
+            emulator.function_url("fn"),
+            "http://172.17.0.1:9000/lambda-url/fn"
+        );
+        assert_eq!(emulator.runtime_api(), "172.17.0.1:9000/.rt");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn get_function_answers_parse() {
+        let json = r#"{"Configuration":{"FunctionName":"local-sse-streaming-lambda","MemorySize":512,"Timeout":60,
+            "Environment":{"Variables":{"AWS_LWA_INVOKE_MODE":"response_stream"}},"PackageType":"Image"},
+            "Code":{"RepositoryType":"ECR","ImageUri":"127.0.0.1:5000/local-sse-streaming-lambda@sha256:ab"}}"#;
+        let f = parse_function(json, "us-east-1").unwrap();
+        assert_eq!(f.name, "local-sse-streaming-lambda");
+        assert_eq!(f.digest, "sha256:ab");
+        assert_eq!(
+            f.image,
+            "127.0.0.1:5000/local-sse-streaming-lambda@sha256:ab"
+        );
+        assert_eq!((f.memory_size, f.timeout), (512, 60));
+        assert_eq!(f.environment["AWS_LWA_INVOKE_MODE"], "response_stream");
+        let tag = json.replace("@sha256:ab", ":latest");
+        let e = parse_function(&tag, "us-east-1").unwrap_err().to_string();
+        assert!(e.contains("names no digest"), "{e}");
+        let e = format!("{:#}", parse_function("{}", "us-east-1").unwrap_err());
+        assert!(e.contains("expected JSON"), "{e}");
+    }
+
+    #[test]
+    fn env_files_refuse_line_breaks() {
+        let mut env = BTreeMap::new();
+        env.insert("A".to_string(), "1 2".to_string());
+        assert_eq!(env_file(&env).unwrap(), "A=1 2\n");
+        env.insert("B".to_string(), "x\ny".to_string());
+        assert!(env_file(&env).is_err());
+    }
+}

@@ -1,0 +1,457 @@
+//! The Lambda emulator end to end, on the local stack:
+//! - `deploy` ends with a Function URL that streams, and `rollback` switches what it serves;
+//! - the smoke check bites: the same image with `AWS_LWA_INVOKE_MODE=BUFFERED`, and an image
+//!   without the adapter, both fail it, each with a message that says why;
+//! - through the Function URL, a stream dropped mid-way resumes with `Last-Event-ID`, with no
+//!   duplicates and no gaps.
+//!
+//! The image comes from one `deploy` of a fresh environment, shared by the tests of this file.
+//! Nothing here depends on the emulator's known differences from Lambda (see
+//! `xtask/src/local/lambda.rs`): each test's function has its own name, so no queued invoke of
+//! another test can reach it, and no test needs two invokes to overlap or not.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use xshell::Shell;
+use xtask::local::lambda::{self, Emulator, Registered};
+use xtask::settings::Platform;
+use xtask::smoke::{self, SseEvent};
+use xtask::tools::docker::{self, LambdaContainer};
+
+const REGISTRY: &str = "127.0.0.1:5000";
+
+fn shell() -> Shell {
+    let sh = Shell::new().unwrap();
+    sh.change_dir(support::root());
+    sh
+}
+
+/// One fresh environment, deployed once for the whole file.
+struct Deployed {
+    env: String,
+    config: PathBuf,
+    function: String,
+    /// `REPOSITORY@sha256:…`, as the emulator's Lambda API reports it.
+    image: String,
+    /// The Function URL `deploy` printed.
+    url: String,
+    deploy_stderr: String,
+    /// A private docker configuration logged in to the local registry.
+    docker_config: PathBuf,
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap()
+}
+
+fn xtask(d: &Deployed, args: &[&str]) -> (bool, Value, String) {
+    let out = run(support::xtask()
+        .args(args)
+        .args(["--env", &d.env, "--config"])
+        .arg(&d.config)
+        .arg("--json")
+        .stdin(Stdio::null()));
+    (
+        out.status.success(),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn docker(d: &Deployed, args: &[&str]) -> String {
+    let out = run(Command::new("docker")
+        .env("DOCKER_CONFIG", &d.docker_config)
+        .args(args)
+        .stdin(Stdio::null()));
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `docker buildx build` of a Dockerfile given as text, in an empty context.
+fn build(d: &Deployed, dockerfile: &str, args: &[&str]) {
+    let dir = support::root()
+        .join("target/lambda-test")
+        .join(support::unique("ctx"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("Dockerfile"), dockerfile).unwrap();
+    let mut all = vec!["buildx", "build", "--provenance=false", "--sbom=false"];
+    all.extend_from_slice(args);
+    let dir_text = dir.display().to_string();
+    all.push(&dir_text);
+    docker(d, &all);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn deployed() -> &'static Deployed {
+    static DEPLOYED: OnceLock<Deployed> = OnceLock::new();
+    DEPLOYED.get_or_init(|| {
+        let stack = support::stack();
+        // A fresh environment: its repository, state and function start empty.
+        let nonce: String = support::unique("x")
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
+        let env = format!("lam-{}", &nonce[nonce.len().saturating_sub(12)..]);
+        let real =
+            std::fs::read_to_string(support::root().join("infrastructure/environments.toml"))
+                .unwrap();
+        // Its own state bucket too: `bootstrap` creates it with the account layer.
+        let text = real
+            .replace("[environments.local]", &format!("[environments.{env}]"))
+            .replace("[environments.local.", &format!("[environments.{env}."))
+            .replace(
+                "bucket = \"local-sse-streaming-tfstate\"",
+                &format!("bucket = \"{env}-sse-streaming-tfstate\""),
+            );
+        let dir = support::root().join("target/lambda-test");
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join(format!("{env}.toml"));
+        std::fs::write(&config, text).unwrap();
+
+        let docker_config = dir.join(format!("docker-{env}"));
+        std::fs::create_dir_all(&docker_config).unwrap();
+        let token = xtask::aws::Aws::emulator(&stack.endpoint_url, &stack.region)
+            .unwrap()
+            .login_token()
+            .unwrap();
+        let mut login = Command::new("docker")
+            .env("DOCKER_CONFIG", &docker_config)
+            .args([
+                "login",
+                "--username",
+                &token.username,
+                "--password-stdin",
+                REGISTRY,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        login
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(token.password.expose().as_bytes())
+            .unwrap();
+        assert!(login.wait().unwrap().success(), "docker login {REGISTRY}");
+
+        let mut d = Deployed {
+            env: env.clone(),
+            config,
+            function: String::new(),
+            image: String::new(),
+            url: String::new(),
+            deploy_stderr: String::new(),
+            docker_config,
+        };
+        let started = Instant::now();
+        let (ok, json, stderr) = xtask(&d, &["bootstrap"]);
+        assert!(ok, "bootstrap --env {env} failed:\n{stderr}\n{json}");
+        let (ok, json, stderr) = xtask(&d, &["deploy"]);
+        assert!(ok, "deploy --env {env} failed:\n{stderr}\n{json}");
+        eprintln!(
+            "deploy --env {env}: {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        d.function = format!("{env}-sse-streaming-lambda");
+        let f = lambda::deployed(&stack.endpoint_url, &stack.region, &d.function).unwrap();
+        d.image = f.image;
+        d.url = stderr
+            .lines()
+            .find_map(|l| l.split("local function url: ").nth(1))
+            .unwrap_or_else(|| panic!("deploy printed no `local function url:` line:\n{stderr}"))
+            .trim()
+            .to_string();
+        d.deploy_stderr = stderr;
+        d
+    })
+}
+
+/// A function container of this test, under the stack's emulator, removed on drop.
+struct TestFunction {
+    url: String,
+    container: String,
+    _routed: Registered,
+    _emulator: Emulator,
+}
+
+impl TestFunction {
+    /// Runs `image` the way the smoke test does, under a fresh function name, plus `extra` env.
+    fn start(d: &Deployed, image: &str, extra: &[(&str, &str)]) -> TestFunction {
+        let sh = shell();
+        let emulator = Emulator::shared(&sh).expect("the stack's Lambda emulator is not running");
+        let name = support::unique("xtask-test");
+        let routed = emulator.register(&name).unwrap();
+        let command = docker::parse_image_command(&docker(
+            d,
+            &["image", "inspect", "--format", "{{json .Config}}", image],
+        ))
+        .unwrap();
+        let mut env = lambda::runtime_environment(&emulator.runtime_api(), &name, 512, "us-east-1");
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let line = docker::run_lambda(&LambdaContainer {
+            name: &name,
+            image,
+            platform: Platform::Amd64,
+            memory_mb: 512,
+            labels: lambda::labels(&name),
+            env,
+            env_file: None,
+            command,
+        });
+        let args: Vec<&str> = line.args.iter().map(String::as_str).collect();
+        let container = docker(d, &args).trim().to_string();
+        TestFunction {
+            url: emulator.function_url(&name),
+            container,
+            _routed: routed,
+            _emulator: emulator,
+        }
+    }
+
+    fn logs(&self) -> String {
+        let out = run(Command::new("docker").args(["logs", &self.container]));
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+}
+
+impl Drop for TestFunction {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "--force", &self.container])
+            .output();
+    }
+}
+
+fn ids(events: &[SseEvent]) -> Vec<u64> {
+    events
+        .iter()
+        .filter(|e| e.event == "tick")
+        .filter_map(|e| e.id)
+        .collect()
+}
+
+#[test]
+#[ignore = "needs the local stack (cargo xtask local up)"]
+fn deploy_serves_a_streaming_function_url_and_rollback_switches_it() {
+    let d = deployed();
+    let stack = support::stack();
+    // The smoke test read its stream through an emulated Function URL and timed it.
+    let smoke_lines: Vec<&str> = d
+        .deploy_stderr
+        .lines()
+        .filter(|l| l.contains("/lambda-url/xtask-smoke-") || l.contains("first event after"))
+        .collect();
+    assert_eq!(smoke_lines.len(), 2, "{}", d.deploy_stderr);
+    assert!(
+        d.url.ends_with(&format!("/lambda-url/{}", d.function)),
+        "{}",
+        d.url
+    );
+
+    // The printed URL streams, one event a second, the first at once.
+    let seen = smoke::check(&d.url, Duration::from_secs(30), 3, 1.0).unwrap();
+    eprintln!(
+        "{}/stream?count=3&interval=1: first event {:.3}s, total {:.3}s",
+        d.url,
+        seen.first_event.as_secs_f64(),
+        seen.total.as_secs_f64()
+    );
+    assert!(seen.first_event < Duration::from_millis(900), "{seen:?}");
+    assert_eq!(seen.ids, [1, 2, 3]);
+    let served = lambda::served(&shell(), &d.function).expect("no served record");
+    assert_eq!(served.image, d.image);
+    assert_eq!(
+        served.environment["AWS_LWA_INVOKE_MODE"].to_lowercase(),
+        "response_stream"
+    );
+
+    // Another digest of the same app: a label makes it differ.
+    let repo = d.image.split('@').next().unwrap().to_string();
+    let variant = format!("{repo}:lambda-test-variant");
+    build(
+        d,
+        &format!("FROM {}\nLABEL xtask.test=variant\n", d.image),
+        &["--push", "--tag", &variant],
+    );
+    let (ok, json, stderr) = xtask(d, &["rollback", "--to", "lambda-test-variant"]);
+    assert!(ok, "rollback --to the variant failed:\n{stderr}\n{json}");
+    let now = lambda::deployed(&stack.endpoint_url, &stack.region, &d.function).unwrap();
+    assert_ne!(now.image, d.image, "the rollback did not move the function");
+    let served = lambda::served(&shell(), &d.function).unwrap();
+    assert_eq!(
+        served.digest, now.digest,
+        "the URL still serves the old digest"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "switched from {} to {}",
+            d.image.split('@').nth(1).unwrap(),
+            now.digest
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("local function url: {}", d.url)),
+        "{stderr}"
+    );
+    let seen = smoke::check(&d.url, Duration::from_secs(30), 3, 1.0).unwrap();
+    assert_eq!(seen.ids, [1, 2, 3]);
+
+    // `local status` names the digest being served.
+    let out = run(support::xtask()
+        .args(["local", "status"])
+        .stdin(Stdio::null()));
+    let status = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        status
+            .lines()
+            .any(|l| l.contains(&d.function) && l.contains(&now.digest) && l.contains("running")),
+        "{status}"
+    );
+
+    // And back: `rollback` to `previous`, the first image.
+    let (ok, json, stderr) = xtask(d, &["rollback"]);
+    assert!(ok, "rollback failed:\n{stderr}\n{json}");
+    let served = lambda::served(&shell(), &d.function).unwrap();
+    assert_eq!(served.image, d.image, "{stderr}");
+    smoke::check(&d.url, Duration::from_secs(30), 3, 1.0).unwrap();
+
+    lambda::unserve(&shell(), &d.function).unwrap();
+    assert!(lambda::served(&shell(), &d.function).is_none());
+}
+
+#[test]
+#[ignore = "needs the local stack (cargo xtask local up)"]
+fn a_buffered_stream_fails_the_smoke_check() {
+    let d = deployed();
+    // The control: the very same image and harness, streaming, passes.
+    let control = TestFunction::start(d, &d.image, &[]);
+    let seen = smoke::check(&control.url, Duration::from_secs(30), 3, 1.0)
+        .unwrap_or_else(|e| panic!("control: {e:#}\n{}", control.logs()));
+    assert!(seen.first_event < Duration::from_millis(900), "{seen:?}");
+
+    let buffered = TestFunction::start(d, &d.image, &[("AWS_LWA_INVOKE_MODE", "BUFFERED")]);
+    let err = smoke::check(&buffered.url, Duration::from_secs(30), 3, 1.0)
+        .map(|seen| format!("passed: {seen:?}"))
+        .unwrap_or_else(|e| format!("{e:#}"));
+    eprintln!("buffered: {err}");
+    assert!(err.contains("not delivered incrementally"), "{err}");
+}
+
+#[test]
+#[ignore = "needs the local stack (cargo xtask local up)"]
+fn an_image_without_the_adapter_fails_the_smoke_check() {
+    let d = deployed();
+    let tag = format!("xtask-test/no-adapter:{}", support::unique("t"));
+    build(
+        d,
+        &format!(
+            "FROM {}\nUSER root\nRUN rm /opt/extensions/lambda-adapter\nUSER 10001:10001\n",
+            d.image
+        ),
+        &["--load", "--tag", &tag],
+    );
+    let f = TestFunction::start(d, &tag, &[]);
+    let err = smoke::check(&f.url, Duration::from_secs(12), 3, 1.0)
+        .map(|seen| format!("passed: {seen:?}"))
+        .unwrap_or_else(|e| format!("{e:#}"));
+    eprintln!("no adapter: {err}");
+    assert!(
+        err.contains("/health never answered") && err.contains("no runtime took the invoke"),
+        "{err}"
+    );
+    // The app itself started: it is the missing extension that fails, not a crash.
+    let logs = f.logs();
+    assert!(logs.contains("Uvicorn running"), "{logs}");
+    drop(f);
+    let _ = Command::new("docker").args(["image", "rm", &tag]).output();
+}
+
+/// Reads whole SSE blocks from a raw HTTP/1.0 response until `want` ticks arrived, then drops
+/// the connection.
+fn read_then_drop(url: &str, want: usize) -> Vec<SseEvent> {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (authority, path) = rest.split_at(rest.find('/').unwrap());
+    let mut stream = TcpStream::connect(authority).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path}/stream?count=6&interval=0.5 HTTP/1.0\r\nHost: {authority}\r\n\
+         Accept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream ended before {want} events");
+        raw.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&raw).replace("\r\n", "\n");
+        let Some((_, body)) = text.split_once("\n\n") else {
+            continue;
+        };
+        let complete = &body[..body.rfind("\n\n").map_or(0, |i| i + 2)];
+        let events = smoke::parse_sse(complete).unwrap();
+        if ids(&events).len() >= want {
+            drop(stream);
+            return events;
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs the local stack (cargo xtask local up)"]
+fn a_dropped_stream_resumes_with_last_event_id_through_the_function_url() {
+    let d = deployed();
+    let f = TestFunction::start(d, &d.image, &[]);
+    smoke::health(&f.url, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", f.logs()));
+
+    let first = ids(&read_then_drop(&f.url, 2));
+    assert_eq!(first, [1, 2]);
+    let last = first.last().unwrap().to_string();
+    let resumed = xtask::http::request(
+        "GET",
+        &format!("{}/stream?count=6&interval=0.5", f.url),
+        &[("Accept", "text/event-stream"), ("Last-Event-ID", &last)],
+        b"",
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert_eq!(resumed.status, 200, "{}", resumed.text());
+    let events = smoke::parse_sse(&resumed.text()).unwrap();
+    let second = ids(&events);
+    let all: Vec<u64> = first.iter().chain(&second).copied().collect();
+    assert_eq!(all, [1, 2, 3, 4, 5, 6], "no duplicates, no gaps");
+    assert_eq!(events.last().unwrap().event, "end", "{events:?}");
+
+    // Resuming after the last event: the stream is over (204 stops an EventSource).
+    let over = xtask::http::request(
+        "GET",
+        &format!("{}/stream?count=6&interval=0.5", f.url),
+        &[("Accept", "text/event-stream"), ("Last-Event-ID", "6")],
+        b"",
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert_eq!(over.status, 204, "{}", over.text());
+}
