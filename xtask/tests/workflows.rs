@@ -402,6 +402,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Image(_) => "image",
         Command::Deploy(_) => "deploy",
         Command::Rollback(_) => "rollback",
+        Command::Bootstrap(_) => "bootstrap",
         Command::Local(_) => "local",
         Command::Ci(_) => "ci",
         Command::Bench(_) => "bench",
