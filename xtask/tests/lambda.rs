@@ -188,10 +188,20 @@ struct TestFunction {
 }
 
 impl TestFunction {
-    /// Runs `image` the way the smoke test does, under a fresh function name, plus `extra` env.
+    /// Runs `image` the way the smoke test does, under a fresh function name, plus `extra` env,
+    /// under the stack's emulator.
     fn start(d: &Deployed, image: &str, extra: &[(&str, &str)]) -> TestFunction {
-        let sh = shell();
-        let emulator = Emulator::shared(&sh).expect("the stack's Lambda emulator is not running");
+        let emulator =
+            Emulator::shared(&shell()).expect("the stack's Lambda emulator is not running");
+        TestFunction::start_under(d, emulator, image, extra)
+    }
+
+    fn start_under(
+        d: &Deployed,
+        emulator: Emulator,
+        image: &str,
+        extra: &[(&str, &str)],
+    ) -> TestFunction {
         let name = support::unique("xtask-test");
         let routed = emulator.register(&name).unwrap();
         let command = docker::parse_image_command(&docker(
@@ -454,4 +464,37 @@ fn a_dropped_stream_resumes_with_last_event_id_through_the_function_url() {
     )
     .unwrap();
     assert_eq!(over.status, 204, "{}", over.text());
+}
+
+#[test]
+#[ignore = "needs the local stack (cargo xtask local up)"]
+fn without_the_stack_emulator_a_private_one_serves_and_stops() {
+    let d = deployed();
+    // A root with no local stack: what a CI job for an AWS environment sees.
+    let root = support::root()
+        .join("target/lambda-test")
+        .join(support::unique("private"));
+    std::fs::create_dir_all(&root).unwrap();
+    let sh = Shell::new().unwrap();
+    sh.change_dir(&root);
+    assert!(Emulator::shared(&sh).is_none());
+    let emulator = Emulator::shared_or_private(&sh).unwrap();
+    assert!(emulator.is_private());
+    let pid = emulator.private_pid().unwrap();
+    let f = TestFunction::start_under(d, emulator, &d.image, &[]);
+    assert!(
+        !f.url.contains(":9000/"),
+        "a private emulator takes a free port: {}",
+        f.url
+    );
+    let seen = smoke::check(&f.url, Duration::from_secs(30), 3, 1.0)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", f.logs()));
+    assert_eq!(seen.ids, [1, 2, 3]);
+    drop(f);
+    let alive = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty());
+    assert!(
+        !alive,
+        "the private emulator (pid {pid}) outlived its owner"
+    );
+    let _ = std::fs::remove_dir_all(&root);
 }
