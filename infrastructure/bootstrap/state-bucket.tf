@@ -103,10 +103,11 @@ resource "aws_s3_bucket_lifecycle_configuration" "state" {
       noncurrent_days = var.state_noncurrent_version_expiration_days
     }
 
-    # No abort_incomplete_multipart_upload: Terraform writes state with single
-    # PUTs, so there is no multipart debris to clear, and the AWS provider's
-    # wait for that rule to read back never settles on the local emulator
-    # (moto), which costs every fresh local stack a minute.
+    # Terraform writes state with single PUTs, so an incomplete multipart
+    # upload is debris from some other client; clear it after a week.
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 7
+    }
   }
 
   # The rule applies to versions, so versioning must be on first.
