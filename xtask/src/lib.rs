@@ -3,6 +3,7 @@
 //! Data flows one way: settings → facts → plan → runner → report. The README's
 //! "Architecture" section names the module that owns each concern.
 
+pub mod audit;
 pub mod aws;
 pub mod bench;
 pub mod bench_deploy;

@@ -50,6 +50,21 @@ pub fn venv() -> PathBuf {
     PathBuf::from("target/venv")
 }
 
+/// The auditors' own virtualenv (checkov, parliament, hadolint): checkov pins `packaging<24`,
+/// which the Lambda's dev requirements in [`venv`] cannot share.
+pub fn audit_venv() -> PathBuf {
+    PathBuf::from("target/audit-venv")
+}
+
+/// Scratch space of `cargo xtask ci`'s auditors: the copy of the bootstrap root whose plan
+/// renders the policies, and the rendered policies (absolute: Terraform runs with `-chdir`).
+pub fn audit_dir() -> PathBuf {
+    root().join("target/xtask/audit")
+}
+
+/// Every auditor finding the project accepts, each with its reason.
+pub const AUDIT_SUPPRESSIONS: &str = "infrastructure/audit-suppressions.toml";
+
 /// The settings file, unless --config or XTASK_CONFIG names another.
 pub const SETTINGS: &str = "infrastructure/environments.toml";
 
