@@ -63,9 +63,13 @@ pub enum Command {
     ///
     /// Example: cargo xtask rollback --env prod --to src-0123456789ab
     Rollback(RollbackArgs),
-    /// Prepare an AWS account for deploys from CI, once, with administrator credentials: the
-    /// Terraform state bucket, the GitHub OIDC provider, the deploy role CI assumes and the
-    /// execution role CI may only pass. Running it again changes nothing.
+    /// Prepare an AWS account for deploys from CI (once, with administrator credentials).
+    ///
+    /// Applies the account layer (infrastructure/bootstrap): the Terraform state bucket, the
+    /// GitHub OIDC provider, the deploy role CI assumes and the execution role CI may only
+    /// pass. The first run keeps its state locally, then moves it into the bucket it created.
+    /// It ends by printing the role ARN to set as the GitHub environment's AWS_DEPLOY_ROLE_ARN.
+    /// Running it again changes nothing.
     ///
     /// Example: cargo xtask bootstrap --env prod
     Bootstrap(BootstrapArgs),
@@ -95,15 +99,16 @@ pub struct ImageArgs {
     /// Do not run the pushed image's smoke test.
     #[arg(long)]
     pub no_smoke: bool,
+    /// Apply without asking, in a protected environment outside CI (the first run's ECR
+    /// repository bootstrap, and for `deploy` the Terraform apply).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct DeployArgs {
     #[command(flatten)]
     pub image: ImageArgs,
-    /// Apply without asking, in a protected environment outside CI.
-    #[arg(long, short = 'y')]
-    pub yes: bool,
 }
 
 #[derive(Debug, Args, Clone, Default)]
