@@ -21,6 +21,9 @@ pub const NOW: &str = "<now>";
 /// This run's id (the xtask process id): files one run owns, such as its saved plan, are
 /// named with it, so concurrent runs of one environment never share them.
 pub const RUN: &str = "<run>";
+/// The account layer's Terraform directory: the real root, or on a first run its private copy
+/// with local state (see `tools::bootstrap`); known once the state bucket has been looked up.
+pub const BOOTSTRAP_ROOT: &str = "<bootstrap-root>";
 
 /// One external command: program, arguments and environment, with placeholders.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -95,6 +98,7 @@ impl CmdLine {
             LAMBDA_API,
             IMAGE_COMMAND,
             RUN,
+            BOOTSTRAP_ROOT,
         ]
         .into_iter()
         .filter(|p| self.args.iter().any(|a| a.contains(p)))

@@ -11,7 +11,7 @@ use xtask::http;
 
 use std::{
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Output,
     time::{Duration, Instant, SystemTime},
 };
 
@@ -56,6 +56,19 @@ impl Env {
             name,
             config,
         }
+    }
+
+    /// A fresh environment with its own account layer (`cargo xtask bootstrap`): its own
+    /// state bucket and execution role, which the application's Terraform reads.
+    fn bootstrapped(account_id: &str) -> Env {
+        let env = Env::new(account_id);
+        let text = std::fs::read_to_string(&env.config).unwrap().replace(
+            "bucket = \"local-sse-streaming-tfstate\"",
+            &format!("bucket = \"{}-sse-streaming-tfstate\"", env.name),
+        );
+        std::fs::write(&env.config, text).unwrap();
+        env.xtask(&["bootstrap", "--yes"]).assert_ok("bootstrap");
+        env
     }
 
     fn xtask(&self, args: &[&str]) -> Run {
@@ -111,7 +124,7 @@ impl Env {
 
     /// The registry's digest and media type for a reference.
     fn registry(&self, reference: &str) -> Option<(String, String)> {
-        let out = Command::new("docker")
+        let out = support::docker()
             .args([
                 "buildx",
                 "imagetools",
@@ -245,10 +258,11 @@ fn normalize(line: &str) -> String {
 #[ignore = "needs the local stack (cargo xtask local up)"]
 fn image_builds_skips_rebuilds_on_change_and_uses_the_registry_cache() {
     support::stack();
+    // The shared local state bucket exists, and `image` is a first command too: it creates the
+    // repository with the same targeted apply as a first deploy.
     let env = Env::new("123456789012");
-    // `image` needs the repository; a first deploy creates it.
-    let first = env.xtask(&["deploy"]);
-    first.assert_ok("first deploy");
+    let first = env.xtask(&["image"]);
+    first.assert_ok("first image");
     assert_eq!(
         first.step("ECR repository bootstrap"),
         "ok",
@@ -349,7 +363,7 @@ fn image_builds_skips_rebuilds_on_change_and_uses_the_registry_cache() {
     );
 
     // With the engine's build cache pruned, the registry cache still serves the dependencies.
-    let prune = Command::new("docker")
+    let prune = support::docker()
         .args(["buildx", "prune", "--all", "--force"])
         .output()
         .unwrap();
@@ -373,7 +387,7 @@ fn image_builds_skips_rebuilds_on_change_and_uses_the_registry_cache() {
 #[ignore = "needs the local stack (cargo xtask local up)"]
 fn deploy_from_empty_then_noop_then_change_then_rollback() {
     support::stack();
-    let env = Env::new("123456789012");
+    let env = Env::bootstrapped("123456789012");
 
     let dry = env.xtask(&["deploy", "--dry-run"]);
     assert!(dry.ok, "{}", dry.stderr);
@@ -423,7 +437,7 @@ fn deploy_from_empty_then_noop_then_change_then_rollback() {
     // A stale `live` (here: the image wrapped in an index, which is what `imagetools create`
     // makes without --prefer-index) is repaired by the next deploy, with nothing applied.
     let live = format!("{}:live", env.repo);
-    let wrap = Command::new("docker")
+    let wrap = support::docker()
         .args([
             "buildx",
             "imagetools",
@@ -517,7 +531,7 @@ fn a_wrong_account_is_refused_before_any_command() {
 #[ignore = "needs the local stack (cargo xtask local up)"]
 fn a_protected_environment_applies_only_after_confirmation() {
     support::stack();
-    let env = Env::new("123456789012");
+    let env = Env::bootstrapped("123456789012");
     let text = std::fs::read_to_string(&env.config).unwrap();
     let header = format!("[environments.{}]", env.name);
     std::fs::write(
@@ -525,7 +539,8 @@ fn a_protected_environment_applies_only_after_confirmation() {
         text.replace(&header, &format!("{header}\nprotected = true")),
     )
     .unwrap();
-    // Outside CI, with the answer on stdin; CI itself never asks.
+    // Outside CI, with the answers on stdin; CI itself never asks. A first deploy asks twice:
+    // before the targeted apply that creates the repository, and before the main apply.
     let deploy = |answer: &str| {
         let mut child = support::xtask()
             .args(["deploy", "--json", "--env", &env.name, "--config"])
@@ -568,7 +583,7 @@ fn a_protected_environment_applies_only_after_confirmation() {
             .exists()
     );
 
-    let confirmed = deploy("yes\n");
+    let confirmed = deploy("yes\nyes\n");
     confirmed.assert_ok("deploy confirmed with yes");
     assert_eq!(confirmed.str("terraform"), "applied");
     assert_eq!(

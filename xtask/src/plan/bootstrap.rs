@@ -73,7 +73,16 @@ pub fn plan(
     ));
     steps.push(
         Step::new(
-            "first run: local state until the bucket exists",
+            "first run: a private copy of the configuration, on local state",
+            Action::CopyDirs {
+                copies: tf::first_run_sources(env),
+            },
+        )
+        .when(When::FirstBootstrap),
+    );
+    steps.push(
+        Step::new(
+            "first run: select the local backend in the copy",
             Action::WriteFile {
                 path: tf::override_file(env),
                 contents: tf::override_contents(env),
@@ -133,16 +142,7 @@ pub fn plan(
     );
     steps.push(
         Step::new(
-            format!("move the state into s3://{bucket}"),
-            Action::RemoveFiles {
-                paths: vec![tf::override_file(env)],
-            },
-        )
-        .when(When::FirstBootstrap),
-    );
-    steps.push(
-        Step::new(
-            "terraform init -migrate-state",
+            format!("move the state into s3://{bucket} (terraform init -migrate-state)"),
             Action::Run {
                 cmd: tf::migrate(env, &tf_env),
                 retry: false,
@@ -152,9 +152,13 @@ pub fn plan(
     );
     steps.push(
         Step::new(
-            "delete the local copy of the state",
+            "delete the first run's copy and local state",
             Action::RemoveFiles {
-                paths: vec![local_state.clone(), format!("{local_state}.backup")],
+                paths: vec![
+                    local_state.clone(),
+                    format!("{local_state}.backup"),
+                    tf::first_run_copy(env).display().to_string(),
+                ],
             },
         )
         .when(When::FirstBootstrap),
@@ -169,8 +173,7 @@ pub fn plan(
         command: "bootstrap",
         env: env.name.clone(),
         steps,
-        // The override never outlives the run: a later run must not take local state.
-        cleanup: vec![tf::override_file(env), tf::plan_file(env)],
+        cleanup: vec![tf::plan_file(env)],
         image_repo: env.image_repo(),
         tags: vec![],
     }
@@ -190,78 +193,107 @@ mod tests {
     }
 
     #[test]
-    fn first_run_uses_local_state_then_migrates_into_the_bucket() {
+    fn first_run_uses_a_private_copy_on_local_state_then_migrates_into_the_bucket() {
         let (plan, lines) = commands("prod");
         let titles: Vec<(&str, When)> = plan
             .steps
             .iter()
             .map(|s| (s.title.as_str(), s.when))
             .collect();
+        let bucket = "prod-sse-streaming-tfstate";
         assert_eq!(
             titles,
             [
                 ("tool preflight", When::Always),
                 ("account and region check", When::Always),
+                (&*format!("state bucket lookup ({bucket})"), When::Always),
                 (
-                    "state bucket lookup (prod-sse-streaming-tfstate)",
-                    When::Always
+                    "first run: a private copy of the configuration, on local state",
+                    When::FirstBootstrap
                 ),
                 (
-                    "first run: local state until the bucket exists",
+                    "first run: select the local backend in the copy",
                     When::FirstBootstrap
                 ),
                 ("terraform init (local state)", When::FirstBootstrap),
                 (
-                    "terraform init (state in s3://prod-sse-streaming-tfstate)",
+                    &*format!("terraform init (state in s3://{bucket})"),
                     When::Bootstrapped
                 ),
                 ("terraform plan (account layer)", When::Always),
                 ("confirmation", When::ChangesPlanned),
                 ("terraform apply (saved plan)", When::ChangesPlanned),
                 (
-                    "move the state into s3://prod-sse-streaming-tfstate",
+                    &*format!("move the state into s3://{bucket} (terraform init -migrate-state)"),
                     When::FirstBootstrap
                 ),
-                ("terraform init -migrate-state", When::FirstBootstrap),
-                ("delete the local copy of the state", When::FirstBootstrap),
+                (
+                    "delete the first run's copy and local state",
+                    When::FirstBootstrap
+                ),
                 ("terraform outputs (what CI needs)", When::Always),
             ]
         );
-        let bs = "terraform -chdir=infrastructure/bootstrap";
+        let copy = crate::paths::root().join("target/xtask/prod/bootstrap-first-run");
+        let copy = copy.display();
+        // The first run never writes into infrastructure/: its override lives in the copy.
+        match &plan.steps[3].action {
+            Action::CopyDirs { copies } => assert_eq!(
+                copies,
+                &[
+                    (
+                        "infrastructure/bootstrap".to_string(),
+                        format!("{copy}/bootstrap")
+                    ),
+                    (
+                        "infrastructure/modules".to_string(),
+                        format!("{copy}/modules")
+                    ),
+                ]
+            ),
+            other => panic!("{other:?}"),
+        }
+        match &plan.steps[4].action {
+            Action::WriteFile { path, .. } => {
+                assert_eq!(path, &format!("{copy}/bootstrap/local_backend_override.tf"))
+            }
+            other => panic!("{other:?}"),
+        }
+        let backend = format!(
+            "-backend-config=bucket={bucket} -backend-config=key=prod/bootstrap.tfstate \
+             -backend-config=region=eu-west-1 -backend-config=use_lockfile=true"
+        );
         assert_eq!(
             lines[0],
-            format!("{bs} init -input=false -no-color -reconfigure")
+            format!("terraform -chdir={copy}/bootstrap init -input=false -no-color -reconfigure")
         );
         assert_eq!(
             lines[1],
             format!(
-                "{bs} init -input=false -no-color -backend-config=bucket=prod-sse-streaming-tfstate \
-                 -backend-config=key=prod/bootstrap.tfstate -backend-config=region=eu-west-1 \
-                 -backend-config=use_lockfile=true"
+                "terraform -chdir=infrastructure/bootstrap init -input=false -no-color {backend}"
             )
         );
         let saved = crate::paths::root().join("target/xtask/prod/bootstrap.tfplan");
+        // Plan and apply run in whichever directory the bucket lookup chose.
         assert_eq!(
             lines[2],
             format!(
-                "{bs} plan -input=false -no-color -lock-timeout=5m -detailed-exitcode -out={} \
+                "terraform -chdir=<bootstrap-root> plan -input=false -no-color -lock-timeout=5m \
+                 -detailed-exitcode -out={} \
                  -var environment=prod -var account_id=222222222222 -var region=eu-west-1 \
-                 -var state_bucket=prod-sse-streaming-tfstate \
+                 -var state_bucket={bucket} \
                  -var app_state_key=prod/sse-streaming.tfstate \
                  -var github_repository=example-org/sse-streaming",
                 saved.display()
             )
         );
         assert!(lines.contains(&format!(
-            "{bs} init -input=false -no-color -migrate-state -force-copy \
-             -backend-config=bucket=prod-sse-streaming-tfstate \
-             -backend-config=key=prod/bootstrap.tfstate -backend-config=region=eu-west-1 \
-             -backend-config=use_lockfile=true"
+            "terraform -chdir=infrastructure/bootstrap init -input=false -no-color -migrate-state \
+             -force-copy {backend}"
         )));
         assert!(
-            plan.cleanup
-                .contains(&"infrastructure/bootstrap/local_backend_override.tf".to_string()),
-            "the override never outlives a run"
+            !lines.iter().any(|l| l.contains("deny_insecure_transport")),
+            "the deny-without-TLS policy is only ever switched off on the local stack"
         );
     }
 
@@ -297,6 +329,13 @@ mod tests {
     fn the_override_selects_local_state_under_target() {
         let settings = settings();
         let env = settings.environment("local").unwrap();
+        let lines = plan(env, &facts(false).tools, Options::default(), None).command_lines();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("-var deny_insecure_transport=false")),
+            "the emulator speaks plain HTTP"
+        );
         let text = tf::override_contents(env);
         assert!(text.contains("backend \"local\""), "{text}");
         assert!(

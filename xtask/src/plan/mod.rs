@@ -157,6 +157,9 @@ pub enum Action {
     },
     /// Writes a file (relative to the repository root); the plan's cleanup removes it.
     WriteFile { path: String, contents: String },
+    /// Replaces each destination directory with a copy of its source (paths relative to the
+    /// repository root, or absolute).
+    CopyDirs { copies: Vec<(String, String)> },
     /// Deletes files; missing ones are fine.
     RemoveFiles { paths: Vec<String> },
     /// `terraform output -json`, reported in the summary.
@@ -253,6 +256,7 @@ impl Step {
             | Action::Confirm { .. }
             | Action::CheckBucket { .. }
             | Action::WriteFile { .. }
+            | Action::CopyDirs { .. }
             | Action::RemoveFiles { .. }
             | Action::MirrorToEmulator { .. }
             | Action::ScanGate { .. }
@@ -290,6 +294,10 @@ impl Step {
                 lines
             }
             Action::WriteFile { path, .. } => vec![format!("write {path}")],
+            Action::CopyDirs { copies } => copies
+                .iter()
+                .map(|(from, to)| format!("copy {from}/ to {to}/"))
+                .collect(),
             Action::MirrorToEmulator { repository, tags } => vec![format!(
                 "aws ecr put-image --repository-name {repository} --image-digest {DIGEST} \
                  (manifest read from the local registry), tags {}",

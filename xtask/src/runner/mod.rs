@@ -23,7 +23,7 @@ use anyhow::{Context, Result, bail};
 use xshell::Shell;
 
 use crate::aws::{Aws, Token};
-use crate::cmdline::CmdLine;
+use crate::cmdline::{BOOTSTRAP_ROOT, CmdLine};
 use crate::facts;
 use crate::plan::{Action, DIGEST, LIVE_DIGEST, NOW, Plan, RUN, Slot, Step, When};
 use crate::report::{Outcome, Ran, Report, StepRecord};
@@ -274,8 +274,9 @@ impl<'a> Runner<'a> {
                 let out = self.run_once(&line, Capture::Stream)?;
                 if out.code != 0 {
                     bail!(
-                        "terraform apply failed (exit {}); the pushed image stays in place",
-                        out.code
+                        "terraform apply failed (exit {}); the pushed image stays in place{}",
+                        out.code,
+                        self.terraform_hint(&out.stderr_tail)
                     );
                 }
                 Ok(())
@@ -288,6 +289,18 @@ impl<'a> Runner<'a> {
                 local_state,
                 required,
             } => self.check_bucket(bucket, local_state.as_deref(), *required),
+            Action::CopyDirs { copies } => {
+                for (from, to) in copies {
+                    let _ = self.sh.remove_path(to);
+                    copy_dir(
+                        &self.sh.current_dir().join(from),
+                        &self.sh.current_dir().join(to),
+                    )
+                    .with_context(|| format!("copying {from} to {to}"))?;
+                    self.report.info(&format!("copied {from}/ to {to}/"));
+                }
+                Ok(())
+            }
             Action::WriteFile { path, contents } => {
                 self.sh.write_file(path, contents)?;
                 self.report.info(&format!("wrote {path}"));
@@ -468,7 +481,10 @@ impl<'a> Runner<'a> {
                     self.report.info(&line);
                 }
             }
-            code => bail!("terraform plan failed (exit {code})"),
+            code => bail!(
+                "terraform plan failed (exit {code}){}",
+                self.terraform_hint(&out.stderr_tail)
+            ),
         }
         Ok(())
     }
@@ -510,6 +526,17 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
+    /// What a failed plan or apply means when terraform's words say (see `failure_hint`).
+    fn terraform_hint(&self, stderr_tail: &[String]) -> String {
+        terraform::failure_hint(
+            &stderr_tail.join("\n"),
+            &self.env.name,
+            &self.env.terraform.lock_timeout,
+        )
+        .map(|hint| format!(": {hint}"))
+        .unwrap_or_default()
+    }
+
     /// Fills `<digest>`, `<live-digest>` and `<now>`; a missing value is an error.
     fn resolve(&self, cmd: &CmdLine) -> Result<CmdLine> {
         let digest = self.state.digest.clone().unwrap_or_default();
@@ -520,11 +547,20 @@ impl<'a> Runner<'a> {
             }
         }
         let run = std::process::id().to_string();
+        let bootstrap_root = match self.state.first_bootstrap {
+            Some(true) => crate::tools::bootstrap::first_run_root(self.env),
+            Some(false) => self.env.bootstrap.dir.clone(),
+            None if cmd.placeholders().contains(&BOOTSTRAP_ROOT) => {
+                bail!("{BOOTSTRAP_ROOT} is not known before the state bucket lookup")
+            }
+            None => String::new(),
+        };
         Ok(cmd.resolve(&[
             (DIGEST, &digest),
             (LIVE_DIGEST, &live),
             (NOW, &self.now),
             (RUN, &run),
+            (BOOTSTRAP_ROOT, &bootstrap_root),
         ]))
     }
 
@@ -555,6 +591,21 @@ impl<'a> Runner<'a> {
         self.record(line);
         exec::run(self.sh, line, None, capture, self.report.json)
     }
+}
+
+/// Copies a directory tree (files and directories; configuration only, no special files).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
 }
 
 /// Asks on the terminal; only `yes` goes on. The answer is read on another thread so that a

@@ -3,21 +3,53 @@
 //! deploy role CI assumes and the execution role CI may only pass.
 //!
 //! The root keeps its own state in the bucket it creates. Its first run cannot use that
-//! backend, so it runs on local state (an override file selects the `local` backend), then
-//! `init -migrate-state` moves the state into the new bucket.
+//! backend, so it runs in a private copy of the root (under `target/`, so two environments
+//! bootstrapping at once never see each other's files) where an override file selects the
+//! `local` backend; then `init -migrate-state`, in the real root with the same data
+//! directory, moves the state into the new bucket.
 
 use std::path::PathBuf;
 
-use crate::cmdline::CmdLine;
+use crate::cmdline::{BOOTSTRAP_ROOT, CmdLine};
 use crate::paths;
 use crate::settings::{Bootstrap, Environment};
 
 /// Selects the local backend for the first run; Terraform merges `*_override.tf` files.
 pub const OVERRIDE_FILE: &str = "local_backend_override.tf";
 
-/// The override file's path, relative to the repository root.
+/// The first run's private copy of the configuration: the root and the modules it uses,
+/// side by side as in `infrastructure/`, so relative module sources still resolve.
+pub fn first_run_copy(env: &Environment) -> PathBuf {
+    paths::env_dir(&env.name).join("bootstrap-first-run")
+}
+
+/// The root inside the first run's copy (absolute).
+pub fn first_run_root(env: &Environment) -> String {
+    first_run_copy(env).join("bootstrap").display().to_string()
+}
+
+/// What the first run copies: each directory of `infrastructure/` the root uses, and where.
+pub fn first_run_sources(env: &Environment) -> Vec<(String, String)> {
+    let parent = std::path::Path::new(&env.bootstrap.dir)
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let copy = first_run_copy(env);
+    vec![
+        (
+            env.bootstrap.dir.clone(),
+            copy.join("bootstrap").display().to_string(),
+        ),
+        (
+            format!("{parent}/modules"),
+            copy.join("modules").display().to_string(),
+        ),
+    ]
+}
+
+/// The override file's path inside the first run's copy.
 pub fn override_file(env: &Environment) -> String {
-    format!("{}/{OVERRIDE_FILE}", env.bootstrap.dir)
+    format!("{}/{OVERRIDE_FILE}", first_run_root(env))
 }
 
 /// Where the first run keeps its state until it moves into the bucket (absolute, because
@@ -42,9 +74,28 @@ pub fn plan_file(env: &Environment) -> String {
         .to_string()
 }
 
-fn terraform(env: &Environment, process_env: &[(String, String)], sub: &str) -> CmdLine {
+/// Where a command runs: the real root, the first run's private copy, or whichever of the
+/// two the run is using (`<bootstrap-root>`, filled in after the state bucket lookup).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Root {
+    Real,
+    FirstRunCopy,
+    Decided,
+}
+
+fn terraform(
+    env: &Environment,
+    root: Root,
+    process_env: &[(String, String)],
+    sub: &str,
+) -> CmdLine {
+    let dir = match root {
+        Root::Real => env.bootstrap.dir.clone(),
+        Root::FirstRunCopy => first_run_root(env),
+        Root::Decided => BOOTSTRAP_ROOT.to_string(),
+    };
     CmdLine::new("terraform")
-        .arg(format!("-chdir={}", env.bootstrap.dir))
+        .arg(format!("-chdir={dir}"))
         .arg(sub)
         .env(process_env)
 }
@@ -61,21 +112,26 @@ fn backend_config(env: &Environment) -> Vec<String> {
         .collect()
 }
 
-/// First run: local state, whatever the data directory remembers.
+/// First run: local state (in the private copy), whatever the data directory remembers.
 pub fn init_local(env: &Environment, process_env: &[(String, String)]) -> CmdLine {
-    terraform(env, process_env, "init").args(["-input=false", "-no-color", "-reconfigure"])
+    terraform(env, Root::FirstRunCopy, process_env, "init").args([
+        "-input=false",
+        "-no-color",
+        "-reconfigure",
+    ])
 }
 
 /// Later runs: the state in the bucket.
 pub fn init(env: &Environment, process_env: &[(String, String)]) -> CmdLine {
-    terraform(env, process_env, "init")
+    terraform(env, Root::Real, process_env, "init")
         .args(["-input=false", "-no-color"])
         .args(backend_config(env))
 }
 
-/// After the first apply: copies the local state into the bucket, without asking.
+/// After the first apply, in the real root: copies the local state into the bucket, without
+/// asking.
 pub fn migrate(env: &Environment, process_env: &[(String, String)]) -> CmdLine {
-    terraform(env, process_env, "init")
+    terraform(env, Root::Real, process_env, "init")
         .args(["-input=false", "-no-color", "-migrate-state", "-force-copy"])
         .args(backend_config(env))
 }
@@ -114,7 +170,7 @@ fn lock_timeout(env: &Environment) -> String {
 }
 
 pub fn plan(env: &Environment, process_env: &[(String, String)]) -> CmdLine {
-    terraform(env, process_env, "plan")
+    terraform(env, Root::Decided, process_env, "plan")
         .args([
             "-input=false",
             "-no-color",
@@ -126,17 +182,17 @@ pub fn plan(env: &Environment, process_env: &[(String, String)]) -> CmdLine {
 }
 
 pub fn show(env: &Environment, process_env: &[(String, String)]) -> CmdLine {
-    terraform(env, process_env, "show")
+    terraform(env, Root::Decided, process_env, "show")
         .args(["-json", "-no-color"])
         .arg(plan_file(env))
 }
 
 pub fn apply(env: &Environment, process_env: &[(String, String)]) -> CmdLine {
-    terraform(env, process_env, "apply")
+    terraform(env, Root::Decided, process_env, "apply")
         .args(["-input=false", "-no-color", &lock_timeout(env)])
         .arg(plan_file(env))
 }
 
 pub fn output(env: &Environment, process_env: &[(String, String)]) -> CmdLine {
-    terraform(env, process_env, "output").args(["-json", "-no-color"])
+    terraform(env, Root::Real, process_env, "output").args(["-json", "-no-color"])
 }

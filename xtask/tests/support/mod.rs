@@ -95,3 +95,44 @@ pub fn xtask() -> Command {
     }
     cmd
 }
+
+/// A `docker` command logged in to the local registry through a private `DOCKER_CONFIG` of
+/// this test process: xtask keeps its own login in a per-run config that it removes at exit,
+/// so a test that reads the registry logs in for itself (password on stdin, as xtask does).
+pub fn docker() -> Command {
+    static CONFIG: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        let stack = stack();
+        let dir = root().join(format!("target/e2e/docker-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let token = xtask::aws::Aws::emulator(&stack.endpoint_url, &stack.region)
+            .unwrap()
+            .login_token()
+            .unwrap();
+        let mut login = Command::new("docker")
+            .env("DOCKER_CONFIG", &dir)
+            .args(["login", "--username", &token.username, "--password-stdin"])
+            .arg(&stack.registry)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = login.stdin.take().unwrap();
+            stdin.write_all(token.password.expose().as_bytes()).unwrap();
+        }
+        let out = login.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "docker login to {}: {}",
+            stack.registry,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    });
+    let mut cmd = Command::new("docker");
+    cmd.env("DOCKER_CONFIG", config);
+    cmd
+}
