@@ -1,16 +1,22 @@
-//! Reproducible images: two clean builds of one commit give one digest.
+//! Reproducible images: one commit gives one digest.
 //!
 //! Each build runs the `docker buildx build` line of the `local` environment's image plan
 //! (labels, build args, `SOURCE_DATE_EPOCH` from the commit, the OCI export with
-//! `rewrite-timestamp=true`) with an emptied builder cache (`docker buildx prune --all`) and
-//! without the registry cache, into an OCI archive. When the digests differ, the test names
-//! the config fields and the layer entries that differ.
+//! `rewrite-timestamp=true`) without the registry cache, into an OCI archive.
+//! - Two builds from an emptied builder cache (`docker buildx prune --all`) give one digest.
+//! - A build that reuses layers cached *before* its commit, from a context whose files are
+//!   older than the commit, gives the digest of a clean build of that commit; and a change to
+//!   `handler.py` alone reuses the dependency layer.
+//!
+//! When the digests differ, the tests name the config fields and the layer entries that differ.
 
 mod support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use xshell::Shell;
@@ -18,6 +24,9 @@ use xtask::cmdline::CmdLine;
 use xtask::plan::{Action, image};
 use xtask::settings::Settings;
 use xtask::{facts, paths};
+
+/// The tests of this file prune the builder cache, so they run one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 /// The plan's build line, minus the registry cache, exporting to `dest`.
 fn clean_build_line(dest: &Path, metadata: &Path) -> CmdLine {
@@ -232,6 +241,7 @@ fn differences(a: &Layout, b: &Layout, scratch: &Path) -> Vec<String> {
 #[test]
 #[ignore = "needs the local stack (cargo xtask local up)"]
 fn two_clean_builds_of_one_commit_give_one_digest() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     support::stack();
     let scratch = support::root()
         .join("target/e2e")
@@ -262,5 +272,255 @@ fn two_clean_builds_of_one_commit_give_one_digest() {
         );
     }
     println!("reproducible: both clean builds are {}", digests[0]);
+    std::fs::remove_dir_all(&scratch).unwrap();
+}
+
+/// A time older than any commit, for context files as an old checkout (or a local copy that
+/// keeps times) leaves them: 2001-09-09.
+const OLD_MTIME: &str = "@1000000000";
+
+/// The build context and Dockerfile of `line`, copied into `to` (as `to/Dockerfile`). The
+/// copies' times are the copy's time unless `mtime` sets them (`touch -d` syntax).
+fn copy_context(line: &CmdLine, to: &Path, mtime: Option<&str>) {
+    let context = support::root().join(line.args.last().unwrap());
+    assert!(
+        context.is_dir(),
+        "the build line must end with its context: {line}"
+    );
+    let file = line
+        .args
+        .iter()
+        .position(|a| a == "--file")
+        .map(|i| support::root().join(&line.args[i + 1]))
+        .expect("the build line names its Dockerfile");
+    std::fs::create_dir_all(to).unwrap();
+    let mut copied = Vec::new();
+    for entry in std::fs::read_dir(&context).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+            copied.push(to.join(entry.file_name()));
+        }
+    }
+    std::fs::copy(&file, to.join("Dockerfile")).unwrap();
+    copied.push(to.join("Dockerfile"));
+    if let Some(mtime) = mtime {
+        let mut args = vec!["-h".to_string(), "-d".to_string(), mtime.to_string()];
+        args.extend(copied.iter().map(|p| p.display().to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run("touch", &args);
+    }
+}
+
+/// `line` for another commit time (`SOURCE_DATE_EPOCH`), with the Dockerfile and context of
+/// `context`, exporting to `dest` and `metadata`, with plain progress and `extra` options.
+fn variant(
+    line: &CmdLine,
+    epoch: u64,
+    context: &Path,
+    (dest, metadata): (&Path, &Path),
+    extra: &[&str],
+) -> CmdLine {
+    let (_, options) = line.args.split_last().unwrap();
+    let mut args = Vec::new();
+    let mut it = options.iter();
+    while let Some(arg) = it.next() {
+        let value = match arg.as_str() {
+            "--file" => Some(context.join("Dockerfile").display().to_string()),
+            "--metadata-file" => Some(metadata.display().to_string()),
+            "--output" => Some(
+                it.clone()
+                    .next()
+                    .unwrap()
+                    .split(',')
+                    .map(|part| match part.strip_prefix("dest=") {
+                        Some(_) => format!("dest={}", dest.display()),
+                        None => part.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            _ => None,
+        };
+        if let Some(value) = value {
+            it.next();
+            args.push(arg.clone());
+            args.push(value);
+        } else if arg.starts_with("SOURCE_DATE_EPOCH=") {
+            args.push(format!("SOURCE_DATE_EPOCH={epoch}"));
+        } else {
+            args.push(arg.clone());
+        }
+    }
+    args.push("--progress=plain".to_string());
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args.push(context.display().to_string());
+    CmdLine {
+        program: line.program.clone(),
+        args,
+        env: vec![],
+    }
+}
+
+/// One build with whatever the builder cache holds; the manifest digest and the plain progress.
+fn build(line: &CmdLine, metadata: &Path) -> (String, String) {
+    let out = Command::new(&line.program)
+        .args(&line.args)
+        .current_dir(support::root())
+        .output()
+        .unwrap();
+    let progress = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{line}\n{progress}");
+    let meta: Value = serde_json::from_str(&std::fs::read_to_string(metadata).unwrap()).unwrap();
+    let digest = meta["containerimage.digest"].as_str().unwrap().to_string();
+    (digest, progress)
+}
+
+/// Whether the plain progress shows the step whose line contains `step` as `CACHED`. Panics
+/// when there is no such step.
+fn cached(progress: &str, step: &str) -> bool {
+    let id = progress
+        .lines()
+        .find(|l| l.starts_with('#') && l.contains(step))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no step `{step}` in the progress:\n{progress}"));
+    progress
+        .lines()
+        .any(|l| l.trim_end() == format!("{id} CACHED"))
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The dependency install of the Dockerfile, as plain progress prints it.
+const PIP_STEP: &str = "RUN python -m pip install";
+
+#[test]
+#[ignore = "needs the local stack (cargo xtask local up)"]
+fn a_build_from_an_older_cache_gives_the_clean_build_digest() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    support::stack();
+    let scratch = support::root()
+        .join("target/e2e")
+        .join(support::unique("reproducible-cache"));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let paths = |name: &str| {
+        (
+            scratch.join(format!("{name}.oci.tar")),
+            scratch.join(format!("{name}.json")),
+            scratch.join(format!("{name}-context")),
+        )
+    };
+
+    // A: the previous commit's build (its commit time T1 is the plan's, HEAD's), from an
+    // empty builder cache, which then holds layers whose files carry A's build time.
+    // The plan's line, computed once (each computation hashes the tree through git).
+    let (archive_a, meta_a, context_a) = paths("a");
+    let line = clean_build_line(&archive_a, &meta_a);
+    let t1: u64 = line
+        .args
+        .iter()
+        .find_map(|a| a.strip_prefix("SOURCE_DATE_EPOCH="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    copy_context(&line, &context_a, None);
+    run("docker", &["buildx", "prune", "--all", "--force"]);
+    let line_a = variant(&line, t1, &context_a, (&archive_a, &meta_a), &[]);
+    let (digest_a, _) = build(&line_a, &meta_a);
+    println!("A: previous commit (SOURCE_DATE_EPOCH={t1}), empty cache: {digest_a}");
+
+    // The next commit: its time T2 is later than every file A wrote.
+    let t2 = now() + 1;
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(t1 < t2, "HEAD's commit time {t1} is in the future");
+
+    // B: T2, reusing A's cache, from a context whose files are older than both commits.
+    let (archive_b, meta_b, context_b) = paths("b");
+    copy_context(&line, &context_b, Some(OLD_MTIME));
+    let line_b = variant(&line, t2, &context_b, (&archive_b, &meta_b), &[]);
+    let (digest_b, progress_b) = build(&line_b, &meta_b);
+    println!("B: SOURCE_DATE_EPOCH={t2}, A's cache, context files from {OLD_MTIME}: {digest_b}");
+    println!("  {line_b}");
+    assert!(
+        cached(&progress_b, PIP_STEP),
+        "B did not reuse A's dependency layer (did another run prune the builder cache?):\n\
+         {progress_b}"
+    );
+
+    // C: T2, clean: no builder cache and no cached step, from a fresh copy of the context.
+    let (archive_c, meta_c, context_c) = paths("c");
+    copy_context(&line, &context_c, None);
+    let line_c = variant(
+        &line,
+        t2,
+        &context_c,
+        (&archive_c, &meta_c),
+        &["--no-cache"],
+    );
+    run("docker", &["buildx", "prune", "--all", "--force"]);
+    let (digest_c, progress_c) = build(&line_c, &meta_c);
+    println!("C: SOURCE_DATE_EPOCH={t2}, clean: {digest_c}");
+    println!("  {line_c}");
+    assert!(!cached(&progress_c, PIP_STEP), "{progress_c}");
+
+    if digest_b != digest_c {
+        let b = Layout::open(&archive_b, &scratch.join("b"));
+        let c = Layout::open(&archive_c, &scratch.join("c"));
+        let diffs = differences(&b, &c, &scratch.join("layers"));
+        panic!(
+            "the build from an older cache differs from the clean build: {digest_b} vs \
+             {digest_c} (kept in {}):\n{}",
+            scratch.display(),
+            diffs.join("\n")
+        );
+    }
+    println!("reproducible: B (older cache, old context times) = C (clean) = {digest_c}");
+
+    // D: a change to handler.py alone, with C's cache: the dependency step is cached and the
+    // image differs from C's in exactly one layer, the handler's.
+    let (archive_d, meta_d, context_d) = paths("d");
+    copy_context(&line, &context_d, None);
+    let handler = context_d.join("handler.py");
+    let text = std::fs::read_to_string(&handler).unwrap();
+    std::fs::write(
+        &handler,
+        format!("{text}\n# a change to the handler only\n"),
+    )
+    .unwrap();
+    let line_d = variant(&line, t2, &context_d, (&archive_d, &meta_d), &[]);
+    let (digest_d, progress_d) = build(&line_d, &meta_d);
+    println!("D: handler.py changed, C's cache: {digest_d}");
+    assert_ne!(digest_d, digest_c);
+    assert!(
+        cached(&progress_d, PIP_STEP),
+        "a change to handler.py reinstalled the dependencies:\n{progress_d}"
+    );
+    let c = Layout::open(&archive_c, &scratch.join("c"));
+    let d = Layout::open(&archive_d, &scratch.join("d"));
+    let (lc, ld) = (c.layers(), d.layers());
+    assert_eq!(lc.len(), ld.len(), "{lc:?}\n{ld:?}");
+    let changed: Vec<usize> = (0..lc.len()).filter(|&i| lc[i] != ld[i]).collect();
+    assert_eq!(changed.len(), 1, "layers that changed: {changed:?}");
+    let listing = d.listing(&ld[changed[0]]);
+    assert!(
+        listing.iter().any(|l| l.ends_with(" app/handler.py"))
+            && !listing.iter().any(|l| l.contains(" opt/")),
+        "the changed layer is not the handler's alone:\n{listing:#?}"
+    );
+    let deps = lc
+        .iter()
+        .position(|l| c.listing(l).iter().any(|e| e.contains(" opt/deps/")))
+        .expect("a layer with /opt/deps");
+    assert_ne!(deps, changed[0]);
+    println!(
+        "handler-only change: the dependency step was CACHED; layer {deps} (/opt/deps, {}) is \
+         shared; only layer {} (app/handler.py) differs",
+        lc[deps], changed[0]
+    );
     std::fs::remove_dir_all(&scratch).unwrap();
 }
