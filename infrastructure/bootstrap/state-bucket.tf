@@ -90,6 +90,8 @@ resource "aws_s3_bucket_policy" "state" {
 }
 
 resource "aws_s3_bucket_lifecycle_configuration" "state" {
+  count = var.expire_noncurrent_state_versions ? 1 : 0
+
   bucket = aws_s3_bucket.state.id
 
   rule {

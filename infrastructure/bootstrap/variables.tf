@@ -89,6 +89,12 @@ variable "deny_insecure_transport" {
   default     = true
 }
 
+variable "expire_noncurrent_state_versions" {
+  description = "Manage the state bucket's lifecycle rule (noncurrent versions expire after state_noncurrent_version_expiration_days, stale multipart uploads after a week). Always true on AWS; false only for the local emulator, whose state resets on `local down`, where the provider's fixed wait of about a minute after creating the rule would be paid by every fresh emulator and test environment. The xtask sets it for local-stack environments only, never from the settings."
+  type        = bool
+  default     = true
+}
+
 variable "allow_public_function_url" {
   description = "Let CI manage the function's resource policy (lambda:AddPermission, GetPolicy, RemovePermission), which the application root needs only when its function_url_auth_type is NONE (a public Function URL). False keeps CI from making the function public; set true before an environment switches to NONE, and back to false only after it has switched back to AWS_IAM."
   type        = bool

@@ -183,7 +183,8 @@ pub fn git(sh: &Shell, env: &Environment) -> Result<Git> {
 
     // Hash the working tree as git would commit it, through a private index, so untracked
     // files count and ignored ones do not, and the real index is left alone.
-    let index = paths::xtask_dir().join("content.index");
+    // One index per process: two runs hashing at once must not share it.
+    let index = paths::xtask_dir().join(format!("content-{}.index", std::process::id()));
     sh.create_dir(paths::xtask_dir())?;
     let _ = sh.remove_path(&index);
     let context = &env.build_context;

@@ -113,11 +113,8 @@ fn bootstrap_applies_the_account_layer_then_finds_it_in_place() {
         );
     }
     // (The deny-without-TLS bucket policy is off on the emulator, which speaks plain HTTP.)
-    let lifecycle = s3(&aws, &format!("/{bucket}?lifecycle"));
-    assert!(
-        lifecycle.contains("NoncurrentVersionExpiration"),
-        "{lifecycle}"
-    );
+    // (No lifecycle rule on the emulator: its state resets on `local down`, and the provider
+    // waits about a minute after creating one. On AWS it is always there.)
     // The bootstrap's own state moved into the bucket it created.
     let state = aws
         .signed(

@@ -223,6 +223,21 @@ fn step_cached(log: &str, needle: &str) -> Option<bool> {
 }
 
 /// Normalizes run-time values so a dry run's and a real run's command lines compare.
+/// Replaces each run that starts with `prefix` and ends before `end` by `with`.
+fn replace_runs(text: &str, prefix: &str, end: impl Fn(char) -> bool, with: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(prefix) {
+        out.push_str(&rest[..i]);
+        out.push_str(with);
+        let tail = &rest[i..];
+        let len = tail.find(|c: char| end(c)).unwrap_or(tail.len());
+        rest = &tail[len..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn normalize(line: &str) -> String {
     let mut out = String::new();
     let mut rest = line;
@@ -245,6 +260,25 @@ fn normalize(line: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ");
+    // The smoke test's container (also its function's name in the Lambda emulator), the
+    // emulator's Runtime API address, and the image's command spliced in at run time.
+    let out = replace_runs(
+        &out,
+        "xtask-smoke-",
+        |c| c == ' ' || c == '/',
+        "<container>",
+    );
+    let out = replace_runs(
+        &out,
+        "172.17.0.1:",
+        |c| c == ' ' || c == '/',
+        "<lambda-api>",
+    )
+    .replace("<lambda-api>/.rt", "<lambda-api>");
+    let out = match (out.starts_with("docker run "), out.rfind(" sh ")) {
+        (true, Some(i)) => format!("{} sh <image-command>", &out[..i]),
+        _ => out,
+    };
     // deployed-YYYYMMDDTHHMMSSZ
     match out.find(":deployed-") {
         Some(i) if out.len() >= i + 26 && !out[i..].starts_with(":deployed-<now>") => {

@@ -81,6 +81,7 @@ pub const RESERVED_BOOTSTRAP_VARS: &[&str] = &[
     "state_bucket",
     "app_state_key",
     "deny_insecure_transport",
+    "expire_noncurrent_state_versions",
 ];
 
 /// Dummy keys for the local stack's AWS emulator. Not secrets: the emulator accepts any, and a

@@ -154,9 +154,12 @@ fn vars(env: &Environment) -> Vec<String> {
         pairs.push(format!("app_state_key={key}"));
     }
     // The emulator speaks plain HTTP: a deny-without-TLS bucket policy would lock Terraform
-    // out of its own state there. On AWS the policy is always on; no setting turns it off.
+    // out of its own state there. And its state resets on `local down`, so the lifecycle rule
+    // that expires old state versions means nothing there, while the provider waits about a
+    // minute after creating it. On AWS both are always on; no setting turns them off.
     if env.local.is_some() {
         pairs.push("deny_insecure_transport=false".to_string());
+        pairs.push("expire_noncurrent_state_versions=false".to_string());
     }
     pairs.extend(env.bootstrap.vars.iter().map(|(k, v)| format!("{k}={v}")));
     pairs
