@@ -148,11 +148,17 @@ impl Aws {
     pub fn identity(&self) -> Result<Identity> {
         let sts = aws_sdk_sts::Client::new(&self.config);
         let out = self.runtime.block_on(sts.get_caller_identity().send()).map_err(|e| {
+            let expired = service_code(&e).is_some_and(|c| c.contains("Expired"));
             anyhow::anyhow!(
-                "sts GetCallerIdentity failed: {}\n  fix: provide credentials through the standard \
-                 chain (AWS_PROFILE, `aws sso login`, or environment variables; in GitHub Actions \
-                 aws-actions/configure-aws-credentials)",
-                DisplayErrorContext(&e)
+                "sts GetCallerIdentity failed: {}\n  fix: {}provide credentials through the \
+                 standard chain (AWS_PROFILE, `aws sso login`, or environment variables; in \
+                 GitHub Actions aws-actions/configure-aws-credentials)",
+                brief(&e),
+                if expired {
+                    "the credentials have expired: renew them (`aws sso login`, a new session) or "
+                } else {
+                    ""
+                }
             )
         })?;
         Ok(Identity {
@@ -391,9 +397,8 @@ impl Aws {
             .runtime
             .block_on(ecr.get_authorization_token().send())
             .map_err(|e| {
-                use aws_sdk_ecr::error::ProvideErrorMetadata as _;
                 // The SDK has already retried throttling with backoff (standard retry mode).
-                let throttled = e.code().is_some_and(|c| c.contains("Throttl"));
+                let throttled = service_code(&e).is_some_and(|c| c.contains("Throttl"));
                 let hint = if throttled {
                     "\n  fix: ECR is throttling this account's GetAuthorizationToken calls (the \
                      SDK retried with backoff): wait a minute and run it again; if it keeps \
@@ -401,10 +406,7 @@ impl Aws {
                 } else {
                     ""
                 };
-                anyhow::anyhow!(
-                    "ecr GetAuthorizationToken failed: {}{hint}",
-                    DisplayErrorContext(&e)
-                )
+                anyhow::anyhow!("ecr GetAuthorizationToken failed: {}{hint}", brief(&e))
             })?;
         let data = out
             .authorization_data()
@@ -427,6 +429,31 @@ impl Aws {
             password: Secret::new(password.to_string()),
             proxy_endpoint: data.proxy_endpoint().unwrap_or_default().to_string(),
         })
+    }
+}
+
+/// The service's error code (`ExpiredToken`, `ThrottlingException`), when AWS sent one.
+fn service_code<E, R>(e: &aws_sdk_ecr::error::SdkError<E, R>) -> Option<&str>
+where
+    E: aws_sdk_ecr::error::ProvideErrorMetadata,
+{
+    e.as_service_error().and_then(|s| s.code())
+}
+
+/// `CODE: message` for a service error; the whole context (connection errors, timeouts)
+/// otherwise, where the chain is what says what happened.
+fn brief<E, R>(e: &aws_sdk_ecr::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_ecr::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: fmt::Debug,
+{
+    match e.as_service_error() {
+        Some(s) if s.code().is_some() => format!(
+            "{}: {}",
+            s.code().unwrap_or_default(),
+            s.message().unwrap_or("(no message)")
+        ),
+        _ => DisplayErrorContext(e).to_string(),
     }
 }
 

@@ -52,7 +52,7 @@ pub fn image(global: &Global, args: ImageArgs) -> Result<()> {
         &[Tool::Git, Tool::Docker, Tool::Buildx, Tool::Terraform],
         |env, facts, _| {
             let opts = image::Options {
-                confirm_bootstrap: env.protected && !facts::in_ci(),
+                confirm_bootstrap: env.protected && !args.yes && !facts::in_ci(),
                 ..image_options(&args)
             };
             image::plan(env, facts, opts)
@@ -63,7 +63,7 @@ pub fn image(global: &Global, args: ImageArgs) -> Result<()> {
 pub fn deploy(global: &Global, args: DeployArgs) -> Result<()> {
     let opts = DeployOptions {
         image: image_options(&args.image),
-        yes: args.yes,
+        yes: args.image.yes,
         ci: facts::in_ci(),
     };
     execute(

@@ -214,3 +214,22 @@ fn missing_tools_are_all_reported_in_one_message() {
     assert!(stderr.contains("nothing was run"), "{stderr}");
     sandbox.assert_nothing_happened();
 }
+
+#[test]
+fn hostile_or_path_like_environment_names_run_nothing() {
+    // What a workflow input could carry into `--env`: shell syntax, a path, an empty name.
+    for (i, name) in ["prod;rm -rf /", "../x", "prod/../../etc", "$(id)", ""]
+        .into_iter()
+        .enumerate()
+    {
+        case(
+            &format!("hostile-env-{i}"),
+            &real_settings(),
+            &["deploy", "--env", name],
+            &[
+                &format!("unknown environment `{name}`"),
+                "local, preprod, prod",
+            ],
+        );
+    }
+}

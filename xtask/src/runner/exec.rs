@@ -55,7 +55,7 @@ pub fn run(
             line.program
         );
     }
-    let out = spawn_and_wait(sh, line, stdin, capture, json)?;
+    let out = spawn_and_wait(sh, line, stdin, capture, json, true)?;
     if let Some(sig) = signals::received() {
         bail!(
             "interrupted ({}): `{}` was stopped and has exited (exit {})",
@@ -68,9 +68,10 @@ pub fn run(
 }
 
 /// Runs a cleanup command (removing a container the run started) even after a signal: the
-/// run is stopping, and this is what stopping cleanly means. Its output is not shown.
+/// run is stopping, and this is what stopping cleanly means. The signal that stopped the run
+/// is not passed on to it (it would stop the cleanup itself). Its output is not shown.
 pub fn run_cleanup(sh: &Shell, line: &CmdLine) -> Result<Output> {
-    spawn_and_wait(sh, line, None, Capture::Quiet, false)
+    spawn_and_wait(sh, line, None, Capture::Quiet, false, false)
 }
 
 fn spawn_and_wait(
@@ -79,6 +80,7 @@ fn spawn_and_wait(
     stdin: Option<&Secret>,
     capture: Capture,
     json: bool,
+    forward: bool,
 ) -> Result<Output> {
     use std::os::unix::process::CommandExt;
     let mut command: Command = line.to_cmd(sh).into();
@@ -101,7 +103,7 @@ fn spawn_and_wait(
             line.program
         )
     })?;
-    let forwarding = signals::Forwarding::to(child.id(), &blocked);
+    let forwarding = forward.then(|| signals::Forwarding::to(child.id(), &blocked));
     drop(blocked);
 
     if let (Some(secret), Some(mut pipe)) = (stdin, child.stdin.take()) {

@@ -628,6 +628,9 @@ fn confirm(prompt: &str) -> Result<()> {
             );
         }
         match rx.recv_timeout(Duration::from_millis(100)) {
+            // A signal wins over an answer that came with it (a pipe closed by whoever sent
+            // the signal reads as an empty answer).
+            Ok(_) if signals::received().is_some() => {}
             Ok(read) => break read?,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(e) => return Err(e.into()),

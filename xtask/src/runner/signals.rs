@@ -6,6 +6,10 @@
 //! handler; the runner sees [`received`] and stops at the next step boundary, so every cleanup
 //! guard runs. A second signal is not forwarded (a second SIGINT makes terraform abandon the
 //! apply); it only says what is going on.
+//!
+//! SIGHUP is forwarded as SIGTERM: a closed terminal means "stop", and terraform stops
+//! cleanly (state saved, lock released) on SIGINT and SIGTERM only; a SIGHUP kills it on the
+//! spot, leaving the state lock held and its provider plugins orphaned.
 
 use std::sync::Once;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -35,6 +39,16 @@ pub fn name(sig: i32) -> &'static str {
     }
 }
 
+/// The signal a child gets for `sig`: the same, except SIGHUP, which becomes SIGTERM (see the
+/// module comment). Async-signal-safe.
+pub fn forwarded(sig: i32) -> i32 {
+    if sig == libc::SIGHUP {
+        libc::SIGTERM
+    } else {
+        sig
+    }
+}
+
 /// The exit code a shell reports for death by `sig`.
 pub fn exit_code(sig: i32) -> u8 {
     128u8.saturating_add(sig as u8)
@@ -53,7 +67,7 @@ extern "C" fn on_signal(sig: libc::c_int) {
     match (first, child > 0) {
         (true, true) => {
             // SAFETY: kill(2) is async-signal-safe; `child` is our own, still unreaped child.
-            unsafe { libc::kill(child, sig) };
+            unsafe { libc::kill(child, forwarded(sig)) };
             say(b"\nxtask: signal forwarded to the running command; waiting for it to exit cleanly (its state is saved, locks released), then stopping\n");
         }
         (true, false) => {
@@ -124,7 +138,7 @@ impl Forwarding {
         // A signal that came before the child existed is passed on now, so it stops too.
         if let Some(sig) = received() {
             // SAFETY: our own, unreaped child.
-            unsafe { libc::kill(pid as i32, sig) };
+            unsafe { libc::kill(pid as i32, forwarded(sig)) };
         }
         Forwarding
     }
@@ -133,5 +147,19 @@ impl Forwarding {
 impl Drop for Forwarding {
     fn drop(&mut self) {
         CHILD.store(0, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hangup_reaches_children_as_a_termination() {
+        // terraform dies on SIGHUP without releasing its state lock; SIGTERM stops it cleanly.
+        assert_eq!(forwarded(libc::SIGHUP), libc::SIGTERM);
+        assert_eq!(forwarded(libc::SIGINT), libc::SIGINT);
+        assert_eq!(forwarded(libc::SIGTERM), libc::SIGTERM);
+        assert_eq!(exit_code(libc::SIGHUP), 129);
     }
 }

@@ -152,6 +152,38 @@ pub fn summarize_plan(json: &str) -> Result<Vec<String>> {
     Ok(lines)
 }
 
+/// The cause and the fix of a failed plan or apply, when terraform's error output names one
+/// that xtask can explain: a stale saved plan or a state lock held by another run (two
+/// deploys of one environment at once), a variable without a value.
+pub fn failure_hint(stderr: &str, env: &str, lock_timeout: &str) -> Option<String> {
+    if stderr.contains("Saved plan is stale") {
+        return Some(format!(
+            "the state of `{env}` changed after this run made its plan (another deploy of \
+             `{env}` applied meanwhile), so nothing of this plan was applied: run the command \
+             again"
+        ));
+    }
+    if stderr.contains("Error acquiring the state lock") {
+        return Some(format!(
+            "another run holds the state lock of `{env}` (its ID and who holds it are printed \
+             above) and did not release it within lock_timeout = {lock_timeout}: wait for it to \
+             finish, then run the command again; use `terraform force-unlock ID` only when that \
+             run is gone"
+        ));
+    }
+    let missing = stderr
+        .lines()
+        .find_map(|l| l.split("No value for required variable").nth(1))
+        .map(|_| ());
+    missing.map(|()| {
+        format!(
+            "a variable of the configuration has no value: set it under \
+             [environments.{env}.terraform.vars] in the settings (terraform never asks: \
+             -input=false)"
+        )
+    })
+}
+
 /// One `terraform output -json` value.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct OutputValue {
@@ -186,6 +218,26 @@ mod tests {
             ]
         );
         assert!(summarize_plan(r#"{"resource_changes":[{"address":"x"}]}"#).is_err());
+    }
+
+    #[test]
+    fn failures_are_explained() {
+        let stale = "Error: Saved plan is stale\n\nThe given plan file can no longer be applied";
+        let hint = failure_hint(stale, "prod", "5m").unwrap();
+        assert!(hint.contains("nothing of this plan was applied") && hint.contains("again"));
+        let lock = "Error: Error acquiring the state lock\n\nLock Info:\n  ID: 1";
+        let hint = failure_hint(lock, "prod", "5m").unwrap();
+        assert!(
+            hint.contains("lock_timeout = 5m") && hint.contains("force-unlock"),
+            "{hint}"
+        );
+        let var = "Error: No value for required variable\n  on fault.tf line 1:";
+        assert!(
+            failure_hint(var, "prod", "5m")
+                .unwrap()
+                .contains("terraform.vars")
+        );
+        assert_eq!(failure_hint("Error: something else", "prod", "5m"), None);
     }
 
     #[test]
