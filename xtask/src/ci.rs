@@ -112,7 +112,7 @@ pub fn run(global: &Global, args: CiArgs) -> Result<()> {
     section("end-to-end tests", &|| {
         cmd!(
             sh,
-            "cargo test -p xtask --tests -- --include-ignored --test-threads=1 --skip down_stops_every_recorded_process"
+            "cargo test -p xtask --tests --no-fail-fast -- --include-ignored --test-threads=1 --skip down_stops_every_recorded_process"
         )
         .run()
         .map_err(Into::into)
