@@ -207,43 +207,33 @@ fn execute(
     let sh = shell()?;
     let mut report = Report::new(global.json, global.verbose);
 
-    let tf_cli_config: Option<PathBuf> = match local_config(env) {
-        Some(_) if !global.dry_run => Some(local_up(&sh, env)?.tf_cli_config),
-        Some(_) => Some(paths::root().join(paths::LOCAL_TF_CLI_CONFIG)),
-        None => None,
-    };
-
-    let found = match facts::preflight(&sh, tools).and_then(|found| {
-        facts::check_terraform_version(&found, std::path::Path::new(&env.terraform.dir))?;
-        Ok(found)
-    }) {
-        Ok(found) => found,
-        Err(e) if global.dry_run => {
-            report.warn(&format!("{e:#} (the dry run goes on)"));
-            vec![]
+    let (tf_cli_config, gathered): (Option<PathBuf>, _) = match local_config(env) {
+        Some(_) if !global.dry_run => {
+            // `local up` on a healthy stack only checks it (about a second); the read-only
+            // facts are gathered meanwhile. Where `up` had to install a tool, they are
+            // gathered again once it is there.
+            let (up, early) = std::thread::scope(|scope| {
+                let up = scope.spawn(|| shell().and_then(|sh| local_up(&sh, env)));
+                let early = gather(&sh, env, tools, None);
+                (up.join().expect("local up does not panic"), early)
+            });
+            let running = up?;
+            let gathered = match early {
+                Ok(gathered) => Ok(gathered),
+                Err(_) => gather(&sh, env, tools, None),
+            };
+            (Some(running.tf_cli_config), gathered)
         }
-        Err(e) => return Err(e),
+        Some(_) => (
+            Some(paths::root().join(paths::LOCAL_TF_CLI_CONFIG)),
+            gather(&sh, env, tools, Some(&mut report)),
+        ),
+        None => (
+            None,
+            gather(&sh, env, tools, global.dry_run.then_some(&mut report)),
+        ),
     };
-    // The builder probe (a docker round trip) runs while git hashes the tree.
-    let builder_name = env.builder.clone();
-    let builder_probe = std::thread::spawn(move || {
-        shell().and_then(|sh| facts::builder(&sh, builder_name.as_deref()))
-    });
-    let git = facts::git(&sh, env)?;
-    let builder = match builder_probe
-        .join()
-        .expect("the builder probe does not panic")
-    {
-        Ok(builder) => builder,
-        Err(e) if global.dry_run => {
-            report.warn(&format!("{e:#}: assuming the builder can export a cache"));
-            facts::Builder {
-                exports_cache: true,
-                driver: "unknown".into(),
-            }
-        }
-        Err(e) => return Err(e),
-    };
+    let (found, git, builder) = gathered?;
     if !builder.exports_cache {
         report.warn(&format!(
             "the active buildx builder (driver `{}`) cannot export a registry cache: building \
@@ -260,6 +250,52 @@ fn execute(
     };
     let plan = make_plan(env, &facts, tf_cli_config.as_deref())?;
     run_or_print(&sh, env, &mut report, &plan, global.dry_run)
+}
+
+/// The tool preflight, git and the builder: read-only facts. With `dry_run` (a report to warn
+/// on), a missing tool or engine is a warning and the dry run goes on with what is known.
+fn gather(
+    sh: &Shell,
+    env: &Environment,
+    tools: &[Tool],
+    mut dry_run: Option<&mut Report>,
+) -> Result<(Vec<(Tool, String)>, facts::Git, facts::Builder)> {
+    let found = match facts::preflight(sh, tools).and_then(|found| {
+        facts::check_terraform_version(&found, std::path::Path::new(&env.terraform.dir))?;
+        Ok(found)
+    }) {
+        Ok(found) => found,
+        Err(e) => match dry_run.as_deref_mut() {
+            Some(report) => {
+                report.warn(&format!("{e:#} (the dry run goes on)"));
+                vec![]
+            }
+            None => return Err(e),
+        },
+    };
+    // The builder probe (a docker round trip) runs while git hashes the tree.
+    let builder_name = env.builder.clone();
+    let builder_probe = std::thread::spawn(move || {
+        shell().and_then(|sh| facts::builder(&sh, builder_name.as_deref()))
+    });
+    let git = facts::git(sh, env)?;
+    let builder = match builder_probe
+        .join()
+        .expect("the builder probe does not panic")
+    {
+        Ok(builder) => builder,
+        Err(e) => match dry_run {
+            Some(report) => {
+                report.warn(&format!("{e:#}: assuming the builder can export a cache"));
+                facts::Builder {
+                    exports_cache: true,
+                    driver: "unknown".into(),
+                }
+            }
+            None => return Err(e),
+        },
+    };
+    Ok((found, git, builder))
 }
 
 /// The runner, or with `--dry-run` the printer: both go through the one plan.

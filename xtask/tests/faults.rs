@@ -385,6 +385,17 @@ impl Env {
     }
 }
 
+/// A deploy serves the environment's function under the local stack's Lambda emulator
+/// (a container): the test's environment stops being served when the test ends.
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Ok(sh) = xshell::Shell::new() {
+            sh.change_dir(root());
+            let _ = xtask::local::lambda::unserve(&sh, &self.function());
+        }
+    }
+}
+
 /// A finished run.
 struct Run {
     code: i32,
@@ -1256,6 +1267,12 @@ fn s12_two_concurrent_deploys_serialise_on_the_state_lock() {
     let (one, two) = (one.finish(), two.finish());
     let mut applied = 0;
     for run in [&one, &two] {
+        eprintln!(
+            "concurrent deploy: exit {}, terraform {:?}, error {:?}",
+            run.code,
+            run.str("terraform"),
+            run.str("error")
+        );
         match (run.code, run.str("terraform")) {
             (0, "applied") => applied += 1,
             (0, "no changes") => {}

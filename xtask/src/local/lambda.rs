@@ -198,6 +198,19 @@ fn bridge_ip(sh: &Shell) -> Result<Ipv4Addr> {
     docker::parse_bridge_gateway(&text)
 }
 
+/// The full ids of every running container (records keep the id `docker run` printed), in
+/// one docker call: `up` runs before every command, and one check per served function (every
+/// deployed environment is served) cost a docker round trip each.
+fn running_containers(sh: &Shell) -> std::collections::BTreeSet<String> {
+    let format = "{{.ID}}";
+    cmd!(sh, "docker ps --no-trunc --format {format}")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .map(|names| names.lines().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
 fn running(sh: &Shell, container: &str) -> bool {
     output(sh, &docker::running(container)).is_ok_and(|s| s.trim() == "true")
 }
@@ -507,8 +520,9 @@ pub(crate) fn ensure(ctx: &mut Ctx<'_>, pids: &mut BTreeMap<String, u32>) -> Res
         .context("the Lambda emulator exited right after startup")?;
     pids.insert(LAMBDA.name.into(), pid);
     let mut served = 0;
+    let live = running_containers(sh);
     for record in served::records(paths) {
-        if running(sh, &record.container) {
+        if live.contains(&record.container) {
             served += 1;
         } else {
             step(format!(
