@@ -10,13 +10,16 @@ pub mod docker_config;
 pub mod exec;
 mod lambda_steps;
 mod memo;
+mod registry_steps;
 pub mod retry;
 mod scan;
 pub mod signals;
 mod state_outputs;
 mod tags;
+mod terraform_steps;
 
-use std::io::Write;
+use terraform_steps::{confirm, copy_dir};
+
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
@@ -27,9 +30,9 @@ use crate::cmdline::{BOOTSTRAP_ROOT, CmdLine};
 use crate::facts;
 use crate::plan::{Action, DIGEST, LIVE_DIGEST, NOW, Plan, RUN, Slot, Step, When};
 use crate::report::{Outcome, Ran, Report, StepRecord};
-use crate::settings::{Environment, Platform};
+use crate::settings::Environment;
 use crate::tools::docker::{self, Inspected};
-use crate::tools::terraform::{self, Outputs};
+use crate::tools::terraform::Outputs;
 use exec::{Capture, Output};
 use retry::{Failure, TRIES};
 
@@ -318,223 +321,11 @@ impl<'a> Runner<'a> {
         }
     }
 
-    fn lookup_step(
-        &mut self,
-        reference: &str,
-        sets: Slot,
-        required: bool,
-        cmd: &CmdLine,
-    ) -> Result<()> {
-        let line = self.resolve(cmd)?;
-        match (self.lookup(&line)?, required) {
-            (Some(found), _) => {
-                self.report
-                    .info(&format!("{reference} is {}", found.digest));
-                *self.slot(sets) = Some(found.digest.clone());
-                match sets {
-                    Slot::LiveDigest => {
-                        self.state.live_is_image =
-                            Some(docker::IMAGE_MANIFESTS.contains(&found.media_type.as_str()))
-                    }
-                    Slot::Digest => {
-                        self.state.content_lookup = Some((reference.to_string(), found))
-                    }
-                }
-                Ok(())
-            }
-            (None, true) => bail!(
-                "{reference} is not in the registry: pass --to with a tag or digest that was \
-                 pushed (see `docker buildx imagetools inspect`)"
-            ),
-            (None, false) => {
-                self.report
-                    .info(&format!("{reference} is not in the registry"));
-                Ok(())
-            }
-        }
-    }
-
     fn slot(&mut self, slot: Slot) -> &mut Option<String> {
         match slot {
             Slot::Digest => &mut self.state.digest,
             Slot::LiveDigest => &mut self.state.live_digest,
         }
-    }
-
-    fn build(
-        &mut self,
-        cmd: &CmdLine,
-        metadata_file: &str,
-        push: &[CmdLine],
-        archive: Option<&str>,
-    ) -> Result<()> {
-        let _ = std::fs::remove_file(self.sh.current_dir().join(metadata_file));
-        if let Some(parent) = std::path::Path::new(metadata_file).parent() {
-            self.sh.create_dir(parent)?;
-        }
-        let line = self.resolve(cmd)?;
-        let built = self
-            .run_with_retry(&line, TRIES, Capture::Stream)
-            .and_then(|_| {
-                push.iter()
-                    .try_for_each(|cmd| self.run_with_retry(cmd, TRIES, Capture::Stream).map(drop))
-            });
-        if let Some(file) = archive {
-            let _ = self.sh.remove_path(file);
-        }
-        built?;
-        let text = self
-            .sh
-            .read_file(metadata_file)
-            .with_context(|| format!("buildx wrote no metadata file {metadata_file}"))?;
-        let meta: docker::BuildMetadata = serde_json::from_str(&text)
-            .with_context(|| format!("{metadata_file} has no containerimage.digest"))?;
-        self.report
-            .info(&format!("pushed {}@{}", self.env.image_repo(), meta.digest));
-        self.state.digest = Some(meta.digest);
-        self.state.built = true;
-        Ok(())
-    }
-
-    fn verify(&mut self, reference: &str, platform: Platform, cmd: &CmdLine) -> Result<()> {
-        // Nothing was pushed since the lookup read this very reference: its answer stands.
-        let looked_up = match &self.state.content_lookup {
-            Some((r, found)) if r == reference && !self.state.built => Some(found.clone()),
-            _ => None,
-        };
-        let found = match looked_up {
-            Some(found) => {
-                self.report
-                    .info("as read by the lookup (nothing was pushed since)");
-                found
-            }
-            None => {
-                let line = self.resolve(cmd)?;
-                self.lookup(&line)?
-                    .with_context(|| format!("{reference} is not in the registry after the push"))?
-            }
-        };
-        let expected = self.state.digest.clone().context("no digest to verify")?;
-        docker::verify_manifest(&found, &expected, platform)?;
-        self.note_source(&found);
-        self.report.info(&format!(
-            "{reference}: single {platform} image manifest, {}",
-            found.digest
-        ));
-        Ok(())
-    }
-
-    fn retag(
-        &mut self,
-        repository: &str,
-        slot: Slot,
-        tags: &[String],
-        verify: &[CmdLine],
-    ) -> Result<()> {
-        let digest = self.slot(slot).clone().context("no digest to tag")?;
-        let tags: Vec<String> = tags.iter().map(|t| t.replace(NOW, &self.now)).collect();
-        // Only tags that name another image (or none) are written, then read back; a run with
-        // nothing to change only reads.
-        let current = self.current_tags(repository, &tags);
-        let (tags, verify): (Vec<String>, Vec<&CmdLine>) = tags
-            .into_iter()
-            .zip(verify)
-            .filter(|(tag, _)| current.get(tag) != Some(&digest))
-            .unzip();
-        if tags.is_empty() {
-            self.report
-                .info(&format!("already pointing at {digest}: nothing written"));
-            return Ok(());
-        }
-        self.copy_tags(repository, &digest, &tags)?;
-        for (tag, cmd) in tags.iter().zip(verify) {
-            let line = self.resolve(cmd)?;
-            let found = self
-                .lookup(&line)?
-                .with_context(|| format!("{repository}:{tag} was not created"))?;
-            if found.digest != digest {
-                bail!(
-                    "{repository}:{tag} points at {}, not {digest}: the registry changed the \
-                     manifest",
-                    found.digest
-                );
-            }
-        }
-        self.report
-            .info(&format!("{} -> {digest}", tags.join(", ")));
-        Ok(())
-    }
-
-    fn terraform_plan(&mut self, cmd: &CmdLine, show: &CmdLine) -> Result<()> {
-        let line = self.resolve(cmd)?;
-        let out = self.run_once(&line, Capture::Stream)?;
-        match out.code {
-            0 => {
-                self.report.info("no changes: nothing to apply");
-                self.state.changes = Some(false);
-            }
-            2 => {
-                self.state.changes = Some(true);
-                let show = self.resolve(show)?;
-                let json = self.run_once(&show, Capture::Stdout)?;
-                for line in terraform::summarize_plan(&json.stdout)? {
-                    self.report.info(&line);
-                }
-            }
-            code => bail!(
-                "terraform plan failed (exit {code}){}",
-                self.terraform_hint(&out.stderr_tail)
-            ),
-        }
-        Ok(())
-    }
-
-    fn outputs(&mut self, cmd: &CmdLine) -> Result<()> {
-        let outputs = match self.outputs_from_state(cmd) {
-            Some(outputs) => {
-                self.report
-                    .info("read from the state object (nothing was applied)");
-                outputs
-            }
-            None => {
-                let line = self.resolve(cmd)?;
-                let out = self.run_once(&line, Capture::Stdout)?;
-                terraform::parse_outputs(&out.stdout)?
-            }
-        };
-        // Every short value (names, ARNs, URLs); rendered policies stay in `output -json`.
-        for (key, output) in &outputs {
-            if let Some(v) = output
-                .value
-                .as_str()
-                .filter(|v| v.len() <= 200 && !v.contains('\n'))
-            {
-                self.report.info(&format!("{key}: {v}"));
-            }
-        }
-        if let Some(arn) = outputs
-            .get("deploy_role_arn")
-            .and_then(|o| o.value.as_str())
-        {
-            self.report.info(&format!(
-                "CI: set the GitHub environment `{}` variable AWS_DEPLOY_ROLE_ARN={arn} \
-                 (region {})",
-                self.env.name, self.env.region
-            ));
-        }
-        self.state.outputs = Some(outputs);
-        Ok(())
-    }
-
-    /// What a failed plan or apply means when terraform's words say (see `failure_hint`).
-    fn terraform_hint(&self, stderr_tail: &[String]) -> String {
-        terraform::failure_hint(
-            &stderr_tail.join("\n"),
-            &self.env.name,
-            &self.env.terraform.lock_timeout,
-        )
-        .map(|hint| format!(": {hint}"))
-        .unwrap_or_default()
     }
 
     /// Fills `<digest>`, `<live-digest>` and `<now>`; a missing value is an error.
@@ -591,57 +382,4 @@ impl<'a> Runner<'a> {
         self.record(line);
         exec::run(self.sh, line, None, capture, self.report.json)
     }
-}
-
-/// Copies a directory tree (files and directories; configuration only, no special files).
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), target)?;
-        }
-    }
-    Ok(())
-}
-
-/// Asks on the terminal; only `yes` goes on. The answer is read on another thread so that a
-/// signal stops the wait (the read itself restarts after a signal).
-fn confirm(prompt: &str) -> Result<()> {
-    eprint!("    {prompt} Type `yes` to apply: ");
-    let _ = std::io::stderr().flush();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut answer = String::new();
-        let read = std::io::stdin().read_line(&mut answer);
-        let _ = tx.send(read.map(|_| answer));
-    });
-    let answer = loop {
-        if let Some(sig) = signals::received() {
-            eprintln!();
-            bail!(
-                "interrupted ({}) at the confirmation: nothing was applied",
-                signals::name(sig)
-            );
-        }
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            // A signal wins over an answer that came with it (a pipe closed by whoever sent
-            // the signal reads as an empty answer).
-            Ok(_) if signals::received().is_some() => {}
-            Ok(read) => break read?,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            Err(e) => return Err(e.into()),
-        }
-    };
-    // A terminal echoed the newline; piped input did not.
-    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        eprintln!();
-    }
-    if answer.trim() != "yes" {
-        bail!("not confirmed: nothing was applied (pass --yes to skip the question)");
-    }
-    Ok(())
 }
