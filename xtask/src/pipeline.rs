@@ -252,6 +252,9 @@ fn execute(
     run_or_print(&sh, env, &mut report, &plan, global.dry_run)
 }
 
+/// What `gather` reads: the tools found (with versions), git, and the builder.
+type Gathered = (Vec<(Tool, String)>, facts::Git, facts::Builder);
+
 /// The tool preflight, git and the builder: read-only facts. With `dry_run` (a report to warn
 /// on), a missing tool or engine is a warning and the dry run goes on with what is known.
 fn gather(
@@ -259,7 +262,7 @@ fn gather(
     env: &Environment,
     tools: &[Tool],
     mut dry_run: Option<&mut Report>,
-) -> Result<(Vec<(Tool, String)>, facts::Git, facts::Builder)> {
+) -> Result<Gathered> {
     let found = match facts::preflight(sh, tools).and_then(|found| {
         facts::check_terraform_version(&found, std::path::Path::new(&env.terraform.dir))?;
         Ok(found)

@@ -64,7 +64,8 @@ mod project;
 mod served;
 
 pub(crate) use project::replace_file;
-use project::{Registered, edit_functions, install};
+pub use project::Registered;
+use project::{edit_functions, install};
 
 pub(crate) use served::stop_functions;
 pub use served::{
