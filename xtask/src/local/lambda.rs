@@ -63,8 +63,8 @@ use crate::tools::docker;
 mod project;
 mod served;
 
-pub(crate) use project::replace_file;
 pub use project::Registered;
+pub(crate) use project::replace_file;
 use project::{edit_functions, install};
 
 pub(crate) use served::stop_functions;
