@@ -120,12 +120,17 @@ fn malformed_toml_names_file_line_and_column() {
 #[test]
 fn type_errors_name_the_key() {
     let text = real_settings().replace("protected = true", "protected = \"yes\"");
+    // The line of the bad value, wherever the settings file puts it; the value starts at 13.
+    let line = 1 + text
+        .lines()
+        .position(|l| l == "protected = \"yes\"")
+        .expect("prod sets protected");
     case(
         "type",
         &text,
         &["deploy", "--env", "prod", "--dry-run"],
         &[
-            "environments.toml:69:13",
+            &format!("environments.toml:{line}:13"),
             "protected = \"yes\"",
             "expected a boolean",
         ],
