@@ -48,7 +48,7 @@ pub fn copy_tags(
             let base = format!("http://{registry}/v2/{repository}/manifests");
             let timeout = Duration::from_secs(30);
             for tag in tags {
-                let put = http::request(
+                let put = request(
                     "PUT",
                     &format!("{base}/{tag}"),
                     &[
@@ -83,7 +83,7 @@ pub fn tag_digest(target: &Target<'_>, repository: &str, tag: &str) -> Result<Op
         } => {
             let auth = basic_auth(username, password);
             let accept = MANIFEST_TYPES.join(", ");
-            let got = http::request(
+            let got = request(
                 "GET",
                 &format!("http://{registry}/v2/{repository}/manifests/{tag}"),
                 &[("Authorization", auth.expose()), ("Accept", &accept)],
@@ -98,6 +98,32 @@ pub fn tag_digest(target: &Target<'_>, repository: &str, tag: &str) -> Result<Op
             }
         }
     }
+}
+
+/// One registry request, tried again (3 tries, doubling waits) when the connection fails or
+/// the registry answers 429 or 5xx: a registry busy with a concurrent push of the same image
+/// answers 500 for a moment. Other answers are the caller's to judge.
+fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> Result<http::Response> {
+    let mut wait = Duration::from_millis(500);
+    for attempt in 1.. {
+        let result = http::request(method, url, headers, body, timeout);
+        let transient = match &result {
+            Ok(r) => r.status == 429 || (500..600).contains(&r.status),
+            Err(_) => true,
+        };
+        if !transient || attempt == 3 {
+            return result;
+        }
+        std::thread::sleep(wait);
+        wait *= 2;
+    }
+    unreachable!("the loop returns by the third try")
 }
 
 fn basic_auth(username: &str, password: &Secret) -> Secret {
@@ -117,7 +143,7 @@ pub fn read_manifest(
 ) -> Result<(Vec<u8>, String)> {
     let auth = basic_auth(username, password);
     let accept = MANIFEST_TYPES.join(", ");
-    let got = http::request(
+    let got = request(
         "GET",
         &format!("http://{registry}/v2/{repository}/manifests/{reference}"),
         &[("Authorization", auth.expose()), ("Accept", &accept)],

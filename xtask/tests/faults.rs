@@ -967,7 +967,7 @@ fn s09_image_on_a_fresh_environment_creates_the_repository() {
     support::stack();
     let env = Env::in_local_bucket("img");
     env.set("protected", "true");
-    let mut refused = env.spawn(&["image", "--no-smoke"], Stdio::piped());
+    let mut refused = env.spawn(&["image", "--no-smoke", "--allow-dirty"], Stdio::piped());
     refused.wait_for("Type `yes` to apply", Duration::from_secs(180));
     refused
         .child
@@ -1761,7 +1761,7 @@ fn ctrl_c_at_the_prompt_or_in_the_smoke_test_leaves_nothing() {
 
     env.set("protected", "true");
     env.set_var("memory_size", "640");
-    let mut asking = env.spawn(&["deploy", "--no-smoke"], Stdio::piped());
+    let mut asking = env.spawn(&["deploy", "--no-smoke", "--allow-dirty"], Stdio::piped());
     asking.wait_for("Type `yes` to apply", Duration::from_secs(300));
     let plan = root().join(format!(
         "target/xtask/{0}/{0}-{1}.tfplan",
