@@ -213,7 +213,7 @@ fn execute(
             // facts are gathered meanwhile. Where `up` had to install a tool, they are
             // gathered again once it is there.
             let (up, early) = std::thread::scope(|scope| {
-                let up = scope.spawn(|| shell().and_then(|sh| local_up(&sh, env)));
+                let up = scope.spawn(|| shell().and_then(|sh| quick_local_up(&sh, env)));
                 let early = gather(&sh, env, tools, None);
                 (up.join().expect("local up does not panic"), early)
             });
@@ -254,6 +254,26 @@ fn execute(
 
 /// What `gather` reads: the tools found (with versions), git, and the builder.
 type Gathered = (Vec<(Tool, String)>, facts::Git, facts::Builder);
+
+/// `local up`, unless it fully checked this stack minutes ago and every process it started
+/// still runs (see `local::TRUSTED`); `cargo xtask local up` always checks everything.
+fn quick_local_up(sh: &Shell, env: &Environment) -> Result<local::Running> {
+    let external = std::env::var("XTASK_LOCAL_STACK").is_ok_and(|v| v == "external");
+    let recent = local_config(env)
+        .filter(|_| !external)
+        .and_then(|cfg| local::recently_healthy(sh, &cfg, local::TRUSTED));
+    match recent {
+        Some((running, age)) => {
+            eprintln!(
+                "local stack: fully checked {}s ago, every process still runs (`cargo xtask \
+                 local up` checks everything)",
+                age.as_secs()
+            );
+            Ok(running)
+        }
+        None => local_up(sh, env),
+    }
+}
 
 /// The tool preflight, git and the builder: read-only facts. With `dry_run` (a report to warn
 /// on), a missing tool or engine is a warning and the dry run goes on with what is known.

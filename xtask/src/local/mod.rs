@@ -266,6 +266,57 @@ pub fn up(sh: &Shell, cfg: &Config) -> anyhow::Result<Running> {
     })
 }
 
+/// How long the full check of a successful `up` is trusted by the commands that start with
+/// one (`deploy`, `image`, `rollback`): within it they only check that every process `up`
+/// recorded is alive and every listener accepts connections, which takes milliseconds where
+/// the full check takes about a second of docker and HTTP round trips. `local up` and
+/// `local status` always check everything.
+pub const TRUSTED: Duration = Duration::from_secs(300);
+
+/// The running stack, if `up` fully checked it less than `within` ago for this very config,
+/// every process it recorded still runs and every listener still accepts connections.
+pub fn recently_healthy(sh: &Shell, cfg: &Config, within: Duration) -> Option<(Running, Duration)> {
+    let (registry_addr, endpoint_addr) = check_config(cfg).ok()?;
+    let file = Paths::new(sh).stack_json();
+    let age = std::fs::metadata(&file)
+        .ok()?
+        .modified()
+        .ok()?
+        .elapsed()
+        .ok()?;
+    let text = std::fs::read_to_string(&file).ok()?;
+    let stack: StackFile = serde_json::from_str(&text).ok()?;
+    let same = stack.registry == cfg.registry
+        && stack.endpoint_url == cfg.endpoint_url
+        && stack.account_id == cfg.account_id
+        && stack.region == cfg.region;
+    let daemons = [process::REGISTRY.name, process::MOTO.name, "lambda"];
+    let alive = daemons.iter().all(|d| stack.pids.contains_key(*d))
+        && stack
+            .pids
+            .values()
+            .all(|pid| Path::new(&format!("/proc/{pid}")).exists());
+    // Only the default engine socket is checked this way; anything else gets the full check.
+    let engine = std::env::var_os("DOCKER_HOST").is_none()
+        && std::os::unix::net::UnixStream::connect("/var/run/docker.sock").is_ok();
+    let ok = age <= within
+        && same
+        && alive
+        && engine
+        && stack.tf_cli_config.is_file()
+        && process::port_open(registry_addr)
+        && process::port_open(endpoint_addr);
+    ok.then_some((
+        Running {
+            registry: stack.registry,
+            endpoint_url: stack.endpoint_url,
+            tf_cli_config: stack.tf_cli_config,
+            fresh_emulator: false,
+        },
+        age,
+    ))
+}
+
 /// Stops the processes `up` started (registry, emulator, then the engine if
 /// `up` started it), leaving anything else alone. Registry data persists;
 /// the emulator's state is in memory and goes with its process.
@@ -360,6 +411,63 @@ mod tests {
             region: "us-east-1".into(),
             state_bucket: "local-sse-streaming-tfstate".into(),
         }
+    }
+
+    #[test]
+    fn a_recent_full_check_is_trusted_only_while_everything_still_runs() {
+        let dir = std::env::temp_dir().join(format!("xtask-recent-{}", std::process::id()));
+        let sh = Shell::new().unwrap();
+        sh.change_dir(&dir);
+        let paths = Paths::new(&sh);
+        std::fs::create_dir_all(&paths.dir).unwrap();
+        let registry = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let emulator = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut cfg = cfg();
+        cfg.registry = registry.local_addr().unwrap().to_string();
+        cfg.endpoint_url = format!("http://{}", emulator.local_addr().unwrap());
+        let rc = paths.dir.join("terraform.rc");
+        std::fs::write(&rc, "").unwrap();
+        let write = |pid: u32| {
+            let record = StackFile {
+                registry: cfg.registry.clone(),
+                endpoint_url: cfg.endpoint_url.clone(),
+                tf_cli_config: rc.clone(),
+                account_id: cfg.account_id.clone(),
+                region: cfg.region.clone(),
+                pids: ["registry", "moto", "lambda"]
+                    .into_iter()
+                    .map(|d| (d.to_string(), pid))
+                    .collect(),
+            };
+            std::fs::write(paths.stack_json(), serde_json::to_string(&record).unwrap()).unwrap();
+        };
+        write(std::process::id());
+        let engine = std::os::unix::net::UnixStream::connect("/var/run/docker.sock").is_ok()
+            && std::env::var_os("DOCKER_HOST").is_none();
+        let long = Duration::from_secs(300);
+        assert_eq!(recently_healthy(&sh, &cfg, long).is_some(), engine);
+        assert!(
+            recently_healthy(&sh, &cfg, Duration::ZERO).is_none(),
+            "too old"
+        );
+        let mut other = cfg.clone();
+        other.region = "eu-west-1".into();
+        assert!(
+            recently_healthy(&sh, &other, long).is_none(),
+            "another config"
+        );
+        write(999_999_999);
+        assert!(
+            recently_healthy(&sh, &cfg, long).is_none(),
+            "a recorded process is gone"
+        );
+        write(std::process::id());
+        drop(registry);
+        assert!(
+            recently_healthy(&sh, &cfg, long).is_none(),
+            "the registry stopped listening"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
