@@ -108,6 +108,10 @@ pub fn run(global: &Global, runs: u32) -> Result<()> {
         plans.push(p);
     }
 
+    // Each deploy serves the function under the local Lambda emulator; the bench's stops.
+    if let Some(function) = settled["function_name"].as_str() {
+        let _ = crate::local::lambda::unserve(&sh, function);
+    }
     let (d, p) = (median(&deploys), median(&plans));
     let ratio = (d / p * 1000.0).round() / 1000.0;
     let record = json!({
