@@ -56,7 +56,7 @@ pub fn run(global: &Global, args: CiArgs) -> Result<()> {
     section("unit, bad-input, workflow and lifecycle tests", &|| {
         cmd!(
             sh,
-            "cargo test --workspace --lib --bins --test bad_input --test workflows --test lifecycle --test lockfile"
+            "cargo test --workspace --lib --bins --test bad_input --test workflows --test lifecycle --test lockfile --test update_bot"
         )
         .run()
         .map_err(Into::into)
