@@ -6,7 +6,6 @@
 pub mod audit;
 pub mod aws;
 pub mod bench;
-pub mod bench_deploy;
 pub mod ci;
 pub mod cli;
 pub mod cmdline;

@@ -15,7 +15,7 @@ use std::time::{Instant, SystemTime};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::bench::median;
+use super::stats::median;
 use crate::cli::Global;
 use crate::facts::utc_stamp;
 use crate::pipeline::{load_settings, local_config, shell};

@@ -1,7 +1,12 @@
 //! `cargo xtask bench`: timings of `image` on the local stack, every scenario measured against
 //! a clean-build baseline in the same run, because these machines are noisy. Results are
 //! recorded as JSON under `target/bench/`. `--suite deploy` times the no-change deploy against
-//! a bare `terraform plan` (see `bench_deploy`).
+//! a bare `terraform plan` (see `bench/deploy.rs`).
+
+mod deploy;
+mod stats;
+
+use stats::median;
 
 use std::{
     path::Path,
@@ -60,7 +65,7 @@ impl Scenario {
 
 pub fn run(global: &Global, args: BenchArgs) -> Result<()> {
     if args.suite == BenchSuite::Deploy {
-        return crate::bench_deploy::run(global, args.runs);
+        return deploy::run(global, args.runs);
     }
     let settings = load_settings(global)?;
     let env = settings.environment(&global.env)?;
@@ -187,16 +192,6 @@ fn time_image(exe: &Path, config: &Path, env: &str, args: &[&str]) -> Result<f64
         );
     }
     Ok(secs)
-}
-
-pub(crate) fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 #[cfg(test)]
