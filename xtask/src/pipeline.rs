@@ -106,7 +106,10 @@ pub fn bootstrap(global: &Global, args: BootstrapArgs) -> Result<()> {
         Some(_) => Some(paths::root().join(paths::LOCAL_TF_CLI_CONFIG)),
         None => None,
     };
-    let tools = match facts::preflight(&sh, &[Tool::Terraform]) {
+    let tools = match facts::preflight(&sh, &[Tool::Terraform]).and_then(|found| {
+        facts::check_terraform_version(&found, std::path::Path::new(&env.bootstrap.dir))?;
+        Ok(found)
+    }) {
         Ok(found) => found,
         Err(e) if global.dry_run => {
             report.warn(&format!("{e:#} (the dry run goes on)"));
