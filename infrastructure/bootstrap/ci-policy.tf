@@ -1,6 +1,6 @@
-# The CI policy: exactly what `cargo xtask image|deploy|rollback` needs for
-# this one environment, and the only definition of it. The deploy role
-# (github-oidc.tf) carries it; the output `ci_policy_json` renders it for the
+# The CI policy: exactly what `cargo xtask image|deploy|rollback` (and a
+# promotion) need for this one environment's functions, and the only
+# definition of it. The deploy role (github-oidc.tf) carries it; the output `ci_policy_json` renders it for the
 # auditors.
 #
 # Where the actions come from: the SDK calls in xtask/src/aws.rs (ECR
@@ -15,15 +15,17 @@
 # Update-only actions that path did not exercise (tag changes, scanning
 # configuration, tag mutability) are listed where the provider needs them.
 #
-# Every ARN here is computed from the variables (modules/naming), never read
+# Every ARN here is computed from the variables (providers.tf), never read
 # from a created resource, so the whole document is known at plan time and
 # can be audited from a saved plan before anything is applied.
 #
-# Scope: every resource is this environment's exact ARN from
-# modules/naming (`<environment>-sse-streaming-...`); another environment's
-# CI cannot touch it. Only two actions cannot be scoped to one resource:
+# Scope: every resource is the exact ARN of one of this environment's
+# functions (var.functions: its repository, function, log group, execution
+# role); another environment's CI cannot touch them, nor anything else in
+# the account. Only two actions cannot be scoped to one resource:
 # ecr:GetAuthorizationToken (no resource type) and logs:DescribeLogGroups
-# (authorized against the account's log-group namespace).
+# (authorized against the account's log-group namespace). With a promotion
+# source, CI may also read that environment's exact repositories.
 #
 # What CI cannot do, on purpose: create, change or delete any IAM role or
 # policy. It may only pass the execution role, which the bootstrap owns, to
@@ -38,7 +40,7 @@ data "aws_iam_policy_document" "ci" {
     resources = ["*"]
   }
 
-  # Terraform manages the repository (aws_ecr_repository) and its lifecycle
+  # Terraform manages each repository (aws_ecr_repository) and its lifecycle
   # policy (aws_ecr_lifecycle_policy), including the first deploy's targeted
   # apply. Tags on create need TagResource. DeleteRepository only removes an
   # empty repository (force_delete = false).
@@ -57,16 +59,18 @@ data "aws_iam_policy_document" "ci" {
       "ecr:PutLifecyclePolicy",
       "ecr:DeleteLifecyclePolicy",
     ]
-    resources = [module.names.repository_arn]
+    resources = local.repository_arns
   }
 
-  # Lambda's CreateFunction/UpdateFunctionCode adds its own pull permission
-  # to the repository policy, and can only do so when the caller may read
-  # and set that policy; without both, the deploy fails.
+  # Terraform manages each repository's policy (aws_ecr_repository_policy in
+  # modules/function/ecr.tf): Lambda's pull for that one function, and the
+  # reads of the environments that promote from this one. Lambda's
+  # CreateFunction/UpdateFunctionCode also read the policy, and would set
+  # their own statement where it is missing, with the caller's rights.
   statement {
-    sid       = "EcrRepositoryPolicyForLambda"
-    actions   = ["ecr:GetRepositoryPolicy", "ecr:SetRepositoryPolicy"]
-    resources = [module.names.repository_arn]
+    sid       = "EcrRepositoryPolicy"
+    actions   = ["ecr:GetRepositoryPolicy", "ecr:SetRepositoryPolicy", "ecr:DeleteRepositoryPolicy"]
+    resources = local.repository_arns
   }
 
   # docker buildx push (layers, manifests, the registry cache) and pulls;
@@ -84,7 +88,22 @@ data "aws_iam_policy_document" "ci" {
       "ecr:GetDownloadUrlForLayer",
       "ecr:DescribeImages",
     ]
-    resources = [module.names.repository_arn]
+    resources = local.repository_arns
+  }
+
+  # Promotion (only with promotion_source): read the source environment's
+  # images, to copy them into this environment's own repositories (each
+  # function runs only images of its own repository). Read only: no push,
+  # no tag, no policy. The source's repository policies must grant the same
+  # three reads to this environment's deploy role (its repository_readers).
+  dynamic "statement" {
+    for_each = length(local.promotion_repository_arns) > 0 ? [local.promotion_repository_arns] : []
+
+    content {
+      sid       = "PromotionSourceRead"
+      actions   = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:DescribeImages"]
+      resources = statement.value
+    }
   }
 
   # The scan gate: start a scan of the pushed digest if none ran, then read
@@ -92,20 +111,20 @@ data "aws_iam_policy_document" "ci" {
   statement {
     sid       = "EcrScanGate"
     actions   = ["ecr:StartImageScan", "ecr:DescribeImageScanFindings"]
-    resources = [module.names.repository_arn]
+    resources = local.repository_arns
   }
 
-  # Terraform manages the function (aws_lambda_function) and its Function
+  # Terraform manages each function (aws_lambda_function) and its Function
   # URL (aws_lambda_function_url). Reads go through GetFunction (which also
   # returns the tags) and ListVersionsByFunction; the provider reads the
   # code-signing config of zip functions only. No call names a version or
   # alias, so the unqualified ARN is the whole scope. Tags on create and on
   # change need TagResource.
   #
-  # UpdateFunctionCode is what a deploy is, and it lets CI run code as the
-  # execution role (parliament: EditExistingLambdaFunctionWithRole). That
-  # role may only write this function's log group (execution-role.tf) and
-  # only administrators change it, so CI gains nothing through it.
+  # UpdateFunctionCode is what a deploy is, and it lets CI run code as a
+  # function's execution role (parliament: EditExistingLambdaFunctionWithRole).
+  # Each role may only write its own function's log group (execution-role.tf)
+  # and only administrators change it, so CI gains nothing through it.
   statement {
     sid = "LambdaFunction"
     actions = [
@@ -122,30 +141,30 @@ data "aws_iam_policy_document" "ci" {
       "lambda:UpdateFunctionUrlConfig",
       "lambda:DeleteFunctionUrlConfig",
     ]
-    resources = [module.names.function_arn]
+    resources = local.function_arns
   }
 
-  # Only with allow_public_function_url: the function's resource policy,
+  # Only with allow_public_function_url: the functions' resource policies,
   # which aws_lambda_permission edits when function_url_auth_type is NONE
   # (it grants invocation to everyone). Without it, CI cannot make the
   # function public on its own.
   dynamic "statement" {
-    for_each = var.allow_public_function_url ? [module.names.function_arn] : []
+    for_each = var.allow_public_function_url ? [local.function_arns] : []
 
     content {
       sid       = "LambdaPublicUrlPermission"
       actions   = ["lambda:AddPermission", "lambda:GetPolicy", "lambda:RemovePermission"]
-      resources = [statement.value]
+      resources = statement.value
     }
   }
 
   # CreateFunction and UpdateFunctionConfiguration name the execution role;
-  # Lambda checks that the caller may pass it. Only this one role, and only
-  # to Lambda.
+  # Lambda checks that the caller may pass it. Only the functions' own roles,
+  # and only to Lambda.
   statement {
     sid       = "PassExecutionRoleToLambda"
     actions   = ["iam:PassRole"]
-    resources = [module.names.execution_role_arn]
+    resources = local.execution_role_arns
 
     condition {
       test     = "StringEquals"
@@ -154,16 +173,16 @@ data "aws_iam_policy_document" "ci" {
     }
   }
 
-  # infrastructure/terraform looks the execution role up by name
+  # infrastructure/terraform looks each execution role up by name
   # (data "aws_iam_role"), so a plan fails early and clearly when the
   # bootstrap has not run. Read-only.
   statement {
     sid       = "ReadExecutionRole"
     actions   = ["iam:GetRole"]
-    resources = [module.names.execution_role_arn]
+    resources = local.execution_role_arns
   }
 
-  # Terraform manages the function's log group (aws_cloudwatch_log_group)
+  # Terraform manages each function's log group (aws_cloudwatch_log_group)
   # with its retention (always set, so DeleteRetentionPolicy is never
   # needed). The tagging APIs take the log-group ARN without the trailing
   # `:*`; CreateLogGroup, DeleteLogGroup and PutRetentionPolicy are
@@ -178,10 +197,7 @@ data "aws_iam_policy_document" "ci" {
       "logs:TagResource",
       "logs:UntagResource",
     ]
-    resources = [
-      module.names.log_group_arn,
-      module.names.log_streams_arn,
-    ]
+    resources = local.log_group_arns
   }
 
   # How Terraform reads a log group. The action cannot be scoped to one
@@ -191,7 +207,7 @@ data "aws_iam_policy_document" "ci" {
   statement {
     sid       = "LogGroupRead"
     actions   = ["logs:DescribeLogGroups"]
-    resources = [module.names.log_groups_arn]
+    resources = ["${local.logs}:log-group:*"]
   }
 
   # The xtask's state-bucket check (HeadBucket) and the S3 backend's

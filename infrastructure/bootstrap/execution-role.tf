@@ -1,8 +1,9 @@
-# The function's execution role. It lives here, not in the application root,
-# because whoever can change a role's trust or permissions and pass it to a
-# function can run code with those permissions: CI may only pass this exact
-# role to Lambda (ci-policy.tf), and only an administrator's bootstrap apply
-# changes what it may do.
+# One execution role per function. They live here, not in the application
+# root, because whoever can change a role's trust or permissions and pass it
+# to a function can run code with those permissions: CI may only pass these
+# exact roles to Lambda (ci-policy.tf), and only an administrator's bootstrap
+# apply changes what they may do. One role per function, never a shared one,
+# so each function may write its own log group and no other.
 data "aws_iam_policy_document" "execution_assume" {
   statement {
     sid     = "LambdaAssumes"
@@ -21,8 +22,10 @@ data "aws_iam_policy_document" "execution_assume" {
 }
 
 resource "aws_iam_role" "execution" {
-  name               = module.names.execution_role_name
-  description        = "Execution role of the ${module.names.function_name} function (may only write its own log group)"
+  for_each = local.functions
+
+  name               = each.value.execution_role_name
+  description        = "Execution role of the ${each.value.function_name} function (may only write its own log group)"
   assume_role_policy = data.aws_iam_policy_document.execution_assume.json
 }
 
@@ -31,15 +34,19 @@ resource "aws_iam_role" "execution" {
 # account. The application root creates the group (with its retention)
 # before the function, so logs:CreateLogGroup is not granted.
 data "aws_iam_policy_document" "execution" {
+  for_each = local.functions
+
   statement {
     sid       = "WriteOwnLogGroup"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = [module.names.log_streams_arn]
+    resources = [each.value.log_streams_arn]
   }
 }
 
 resource "aws_iam_role_policy" "execution" {
+  for_each = local.functions
+
   name   = "logs"
-  role   = aws_iam_role.execution.id
-  policy = data.aws_iam_policy_document.execution.json
+  role   = aws_iam_role.execution[each.key].id
+  policy = data.aws_iam_policy_document.execution[each.key].json
 }

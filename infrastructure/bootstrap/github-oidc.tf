@@ -55,8 +55,8 @@ data "aws_iam_policy_document" "deploy_assume" {
 resource "aws_iam_role" "deploy" {
   count = local.create_deploy_role ? 1 : 0
 
-  name                 = module.names.deploy_role_name
-  description          = "Assumed by GitHub Actions (${var.github_repository}, environment ${var.environment}) to deploy ${module.names.function_name}"
+  name                 = local.deploy_role_name
+  description          = "Assumed by GitHub Actions (${var.github_repository}, environment ${var.environment}) to deploy ${join(", ", sort([for f in values(var.functions) : f.function_name]))}"
   assume_role_policy   = data.aws_iam_policy_document.deploy_assume[0].json
   max_session_duration = 3600
 }

@@ -1,5 +1,5 @@
 # The environment's Terraform state bucket: the application root's state
-# (`<environment>/sse-streaming.tfstate`, read and written by CI) and this
+# (`<environment>/<project>.tfstate`, read and written by CI) and this
 # root's own (`<environment>/bootstrap.tfstate`, administrators only).
 resource "aws_s3_bucket" "state" {
   bucket = var.state_bucket

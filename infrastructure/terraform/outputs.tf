@@ -1,54 +1,18 @@
-output "repository_name" {
-  description = "Name of the ECR repository."
-  value       = aws_ecr_repository.this.name
-}
-
-output "repository_url" {
-  description = "URL of the ECR repository (`<account>.dkr.ecr.<region>.amazonaws.com/<name>`), the base of image_uri."
-  value       = aws_ecr_repository.this.repository_url
-}
-
-output "repository_arn" {
-  description = "ARN of the ECR repository."
-  value       = aws_ecr_repository.this.arn
-}
-
-output "function_name" {
-  description = "Name of the Lambda function."
-  value       = aws_lambda_function.this.function_name
-}
-
-output "function_arn" {
-  description = "ARN of the Lambda function."
-  value       = aws_lambda_function.this.arn
-}
-
-output "function_url" {
-  description = "HTTPS endpoint of the Function URL (streams responses)."
-  value       = aws_lambda_function_url.this.function_url
-}
-
-output "image_uri" {
-  description = "Digest-pinned image the function runs, as Lambda reports it."
-  value       = aws_lambda_function.this.image_uri
-}
-
-output "invoke_mode" {
-  description = "Invoke mode of the Function URL (RESPONSE_STREAM)."
-  value       = aws_lambda_function_url.this.invoke_mode
-}
-
-output "architecture" {
-  description = "Lambda instruction set architecture (`x86_64` or `arm64`), derived from platform."
-  value       = local.architecture
-}
-
-output "execution_role_arn" {
-  description = "ARN of the function's execution role (created by infrastructure/bootstrap)."
-  value       = data.aws_iam_role.execution.arn
-}
-
-output "log_group_name" {
-  description = "Name of the function's CloudWatch log group."
-  value       = aws_cloudwatch_log_group.lambda.name
+output "functions" {
+  description = "Per function key: function_name, function_arn, function_url, image_uri (digest-pinned, as Lambda reports it), invoke_mode, architecture, repository_name, repository_url (the base of image_uri), repository_arn, log_group_name and execution_role_arn."
+  value = {
+    for key, f in module.function : key => {
+      function_name      = f.function_name
+      function_arn       = f.function_arn
+      function_url       = f.function_url
+      image_uri          = f.image_uri
+      invoke_mode        = f.invoke_mode
+      architecture       = f.architecture
+      repository_name    = f.repository_name
+      repository_url     = f.repository_url
+      repository_arn     = f.repository_arn
+      log_group_name     = f.log_group_name
+      execution_role_arn = f.execution_role_arn
+    }
+  }
 }

@@ -8,26 +8,8 @@ provider "aws" {
   default_tags {
     tags = {
       Environment = var.environment
-      Project     = "sse-streaming"
+      Project     = var.project
       ManagedBy   = "terraform"
     }
   }
-}
-
-data "aws_partition" "current" {}
-
-# Names shared with infrastructure/bootstrap, whose policies are scoped to
-# exactly these resources.
-module "names" {
-  source = "../modules/naming"
-
-  environment = var.environment
-  partition   = data.aws_partition.current.partition
-  account_id  = var.account_id
-  region      = var.region
-}
-
-locals {
-  # One name for the repository and the function.
-  name = module.names.function_name
 }

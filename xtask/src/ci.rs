@@ -7,7 +7,9 @@ use xshell::{Shell, cmd};
 
 use crate::audit::{self};
 use crate::cli::{CiArgs, Global};
-use crate::pipeline::{load_settings, local_up, shell};
+use crate::paths::shell;
+use crate::pipeline::{local_up, settings_path};
+use crate::settings::Settings;
 use crate::{facts, paths};
 
 /// Pinned versions of the Python-side linters, installed into the project's virtualenv.
@@ -66,19 +68,21 @@ pub fn run(global: &Global, args: CiArgs) -> Result<()> {
         audit::run::venv(&sh)
     })?;
     section("lambda tests (pytest)", &|| {
-        let python = python(&sh);
-        cmd!(
-            sh,
-            "{python} -m pytest -q -p no:cacheprovider src/lambdas/sse_streaming/tests"
-        )
-        .run()
-        .map_err(Into::into)
+        let python = python();
+        // One pytest per function: each imports its own `handler` module.
+        for dir in lambdas(&sh)? {
+            let tests = format!("{dir}/tests");
+            cmd!(sh, "{python} -m pytest -q -p no:cacheprovider {tests}").run()?;
+        }
+        Ok(())
     })?;
     // The stack's Terraform CLI config points at the offline provider mirror, which
     // `terraform validate` needs, so the stack comes up before the infrastructure checks.
-    let settings = load_settings(global)?;
+    let settings = Settings::load(&settings_path(global)?)?;
     let env = settings.environment("local")?;
-    section("local stack up", &|| local_up(&sh, env).map(drop))?;
+    section("local stack up", &|| {
+        local_up(&sh, env, &settings).map(drop)
+    })?;
     section("terraform fmt and validate", &|| terraform_checks(&sh))?;
     // After the Terraform checks: the policies are rendered by a plan against the emulator.
     section("auditors (checkov, hadolint, parliament)", &|| {
@@ -99,7 +103,7 @@ pub fn run(global: &Global, args: CiArgs) -> Result<()> {
     section("end-to-end tests", &|| {
         cmd!(
             sh,
-            "cargo test -p xtask --tests --no-fail-fast -- --include-ignored --test-threads=1 --skip down_stops_every_recorded_process"
+            "cargo test -p xtask --tests --no-fail-fast -- --include-ignored --test-threads=1 --skip down_removes_every_container_network_and_volume_of_the_stack"
         )
         .run()
         .map_err(Into::into)
@@ -117,7 +121,23 @@ pub fn run(global: &Global, args: CiArgs) -> Result<()> {
     Ok(())
 }
 
-fn python(_sh: &Shell) -> String {
+/// Every function's source directory that holds Python tests.
+fn lambdas(sh: &Shell) -> Result<Vec<String>> {
+    let mut dirs: Vec<String> = sh
+        .read_dir(paths::LAMBDAS_DIR)?
+        .into_iter()
+        .filter(|d| d.join("tests").is_dir())
+        .filter_map(|d| {
+            d.strip_prefix(paths::root())
+                .ok()
+                .map(|p| p.display().to_string())
+        })
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+fn python() -> String {
     paths::root()
         .join(paths::venv())
         .join("bin/python")
@@ -128,14 +148,18 @@ fn python(_sh: &Shell) -> String {
 /// The project-local virtualenv: the Lambda's dev requirements and the linters, pinned.
 fn venv(sh: &Shell) -> Result<()> {
     let venv = paths::venv();
-    let python = python(sh);
+    let python = python();
     if !sh.path_exists(&python) {
         cmd!(sh, "python3 -m venv {venv}").run()?;
     }
-    let requirements = format!("{}/requirements-dev.txt", paths::LAMBDA_DIR);
+    // Every function's dev requirements, in one environment: they pin the same versions.
+    let requirements: Vec<String> = lambdas(sh)?
+        .iter()
+        .flat_map(|dir| ["-r".to_string(), format!("{dir}/requirements-dev.txt")])
+        .collect();
     cmd!(
         sh,
-        "{python} -m pip install --quiet --disable-pip-version-check -r {requirements} {LINTERS...}"
+        "{python} -m pip install --quiet --disable-pip-version-check {requirements...} {LINTERS...}"
     )
     .run()?;
     Ok(())
@@ -143,7 +167,7 @@ fn venv(sh: &Shell) -> Result<()> {
 
 fn terraform_checks(sh: &Shell) -> Result<()> {
     cmd!(sh, "terraform fmt -check -recursive -diff infrastructure").run()?;
-    let rc = paths::root().join(paths::LOCAL_TF_CLI_CONFIG);
+    let rc = paths::local_tf_cli_config();
     // Both roots: the application and the account layer (`cargo xtask bootstrap`).
     for root in ["terraform", "bootstrap"] {
         let dir = format!("infrastructure/{root}");

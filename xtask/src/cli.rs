@@ -4,18 +4,14 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-/// Build, push and deploy the SSE streaming Lambda (container image, Terraform).
+/// Build, push and deploy the container Lambdas of this repository with Terraform.
 ///
-/// Every command reads infrastructure/environments.toml and acts on one environment.
-/// The default environment is `local`, the stack on this machine, so a bare command
-/// never touches a real AWS account.
+/// Every command reads infrastructure/environments.toml and acts on one environment and its
+/// functions ([functions.NAME] tables). The default environment is `local`, the stack on this
+/// machine, so a bare command never touches a real AWS account.
 #[derive(Debug, Parser)]
-#[command(
-    name = "cargo xtask",
-    bin_name = "cargo xtask",
-    version,
-    propagate_version = true
-)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+#[command(version, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -26,12 +22,8 @@ pub struct Cli {
 #[derive(Debug, Args, Clone)]
 pub struct Global {
     /// Environment to act on, a table in the settings file.
-    #[arg(
-        long = "env",
-        global = true,
-        default_value = "local",
-        value_name = "NAME"
-    )]
+    #[arg(long = "env", global = true)]
+    #[arg(default_value = "local", value_name = "NAME")]
     pub env: String,
     /// Settings file [default: infrastructure/environments.toml in the repository].
     #[arg(long, global = true, env = "XTASK_CONFIG", value_name = "PATH")]
@@ -49,40 +41,49 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Build the Lambda image with docker buildx and push it to the environment's ECR repository.
+    /// Build every function's image in one docker buildx bake and push each to its repository.
     ///
-    /// Skips the build when the content tag is already in the registry.
+    /// Functions whose content tag is already in the registry are skipped, one by one.
     ///
-    /// Example: cargo xtask image --env prod
+    /// Example: cargo xtask image --env preprod --function web
     Image(ImageArgs),
-    /// Terraform init, ECR bootstrap on first deploy, image, then plan and apply pinned to the digest.
+    /// Terraform init, the repositories on a first deploy, the images, then plan and apply
+    /// with every function pinned to its digest.
     ///
-    /// Example: cargo xtask deploy --env prod
-    Deploy(DeployArgs),
-    /// Deploy an image that is already in the registry (default: the previous one), with no build.
+    /// Example: cargo xtask deploy --env preprod
+    Deploy(ImageArgs),
+    /// Deploy images already in the registry (default: each function's previous one), with no
+    /// build; functions not named by --function stay as they are.
     ///
-    /// Example: cargo xtask rollback --env prod --to src-0123456789ab
+    /// Example: cargo xtask rollback --env prod --function web --to src-0123456789ab
     Rollback(RollbackArgs),
+    /// Deploy exactly the digests another environment runs: each function's `live` image is
+    /// copied registry to registry (no build), checked to be that digest, scanned, applied
+    /// and tagged `promoted-from-<source>-<time>`.
+    ///
+    /// Example: cargo xtask promote --from preprod --to prod
+    Promote(PromoteArgs),
     /// Prepare an AWS account for deploys from CI (once, with administrator credentials).
     ///
     /// Applies the account layer (infrastructure/bootstrap): the Terraform state bucket, the
-    /// GitHub OIDC provider, the deploy role CI assumes and the execution role CI may only
-    /// pass. The first run keeps its state locally, then moves it into the bucket it created.
-    /// It ends by printing the role ARN to set as the GitHub environment's AWS_DEPLOY_ROLE_ARN.
-    /// Running it again changes nothing.
+    /// GitHub OIDC provider, the deploy role CI assumes and the execution roles CI may only
+    /// pass; the first run's local state then moves into the new bucket. It prints the role
+    /// ARN for the GitHub environment's AWS_DEPLOY_ROLE_ARN. A second run changes nothing.
     ///
     /// Example: cargo xtask bootstrap --env prod
     Bootstrap(BootstrapArgs),
     /// Start, stop or inspect the local stack (Docker engine, registry, AWS emulator, Terraform).
     ///
     /// Example: cargo xtask local up
-    Local(LocalArgs),
+    #[command(subcommand)]
+    Local(LocalAction),
     /// Everything CI checks, in order: format, lint, tests, linters, end-to-end on the local stack.
     ///
     /// Example: cargo xtask ci
     Ci(CiArgs),
-    /// Time `image` on the local stack: clean build (the baseline), registry-cache rebuild,
-    /// local-cache rebuild and skip, in the same run; results go to target/bench/.
+    /// Time `image` (or `deploy`, see --suite) on the local stack: a clean bake of every
+    /// function against the same images built one by one, registry-cache and warm rebuilds,
+    /// and the skip; results go to target/bench/.
     ///
     /// Example: cargo xtask bench --runs 3
     Bench(BenchArgs),
@@ -90,6 +91,9 @@ pub enum Command {
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct ImageArgs {
+    /// Only this function (repeat for several; default: every function of the environment).
+    #[arg(long = "function", value_name = "NAME")]
+    pub functions: Vec<String>,
     /// Build and push even when the content tag is already in the registry.
     #[arg(long)]
     pub force: bool,
@@ -106,16 +110,30 @@ pub struct ImageArgs {
 }
 
 #[derive(Debug, Args, Clone, Default)]
-pub struct DeployArgs {
-    #[command(flatten)]
-    pub image: ImageArgs,
+pub struct RollbackArgs {
+    /// Image to deploy: a tag in each function's repository, or a sha256 digest (with one
+    /// --function). Default: the `previous` tag.
+    #[arg(long, value_name = "TAG|DIGEST")]
+    pub to: Option<String>,
+    /// Only this function (repeat for several; default: every function).
+    #[arg(long = "function", value_name = "NAME")]
+    pub functions: Vec<String>,
+    /// Apply without asking, in a protected environment outside CI.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args, Clone, Default)]
-pub struct RollbackArgs {
-    /// Image to deploy: a tag in the repository or a sha256 digest. Default: the `previous` tag.
-    #[arg(long, value_name = "TAG|DIGEST")]
-    pub to: Option<String>,
+pub struct PromoteArgs {
+    /// The environment whose live images are promoted.
+    #[arg(long, value_name = "ENV")]
+    pub from: String,
+    /// The environment they are deployed to (it must set promote_from = "<from>").
+    #[arg(long, value_name = "ENV")]
+    pub to: String,
+    /// Only this function (repeat for several; default: every function of the target).
+    #[arg(long = "function", value_name = "NAME")]
+    pub functions: Vec<String>,
     /// Apply without asking, in a protected environment outside CI.
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -128,20 +146,21 @@ pub struct BootstrapArgs {
     pub yes: bool,
 }
 
-#[derive(Debug, Args)]
-pub struct LocalArgs {
-    #[command(subcommand)]
-    pub action: LocalAction,
-}
-
-#[derive(Debug, Subcommand, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Subcommand, Clone, PartialEq, Eq)]
 pub enum LocalAction {
-    /// Install what is missing and start every component; a no-op when all are healthy.
+    /// Start every service (registry, AWS emulator, Lambda emulator) on the Docker engine,
+    /// building offline stand-ins where nothing can be pulled; only checks when all are healthy.
     Up,
-    /// Stop the processes `up` started. Registry data stays; emulator state is lost.
+    /// Remove every container, network and volume of the stack (images stay).
     Down,
-    /// Say what runs, where, and whether it is healthy.
+    /// Each service, its image digest and its health, and each served function.
     Status,
+    /// A function's log as Lambda keeps it: its container's output and the emulator's lines
+    /// for it (`Task timed out after N.NN seconds`), in time order.
+    Logs {
+        /// The Lambda function's name, as `local status` lists it.
+        function: String,
+    },
 }
 
 #[derive(Debug, Args, Clone)]

@@ -1,36 +1,93 @@
-//! `CmdLine`: one external command as data (program, arguments, environment), printed exactly
-//! as xshell prints a `Cmd`, so a dry run, a log line and a test agree. Plans and tool modules
-//! build them; the runner fills the placeholders and runs them. Depends on neither.
+//! `CmdLine`: one external command as data, printed exactly as xshell prints a `Cmd`, so a dry
+//! run, a log line and a test agree. An argument may hold a typed [`Slot`], a value only the
+//! run learns (the digest a build produced): the runner fills it, a dry run prints it.
 
 use std::fmt;
 
-// Values known only at run time, written into command lines as named placeholders.
-/// The digest the build reported, or the one already in the registry.
-pub const DIGEST: &str = "<digest>";
-/// The digest the `live` tag pointed at before this deploy.
-pub const LIVE_DIGEST: &str = "<live-digest>";
-/// The name of the container the smoke test runs, which is also its function's name in the
-/// Lambda emulator (unique per run).
-pub const CONTAINER: &str = "<container>";
-/// The Lambda emulator's Runtime API, `HOST:PORT/.rt` (see `local::lambda`).
-pub const LAMBDA_API: &str = "<lambda-api>";
-/// The image's ENTRYPOINT and CMD: one argument in a plan, spliced into several at run time.
-pub const IMAGE_COMMAND: &str = "<image-command>";
-/// UTC time when the step runs, as `YYYYMMDDTHHMMSSZ`.
-pub const NOW: &str = "<now>";
-/// This run's id (the xtask process id): files one run owns, such as its saved plan, are
-/// named with it, so concurrent runs of one environment never share them.
-pub const RUN: &str = "<run>";
-/// The account layer's Terraform directory: the real root, or on a first run its private copy
-/// with local state (see `tools::bootstrap`); known once the state bucket has been looked up.
-pub const BOOTSTRAP_ROOT: &str = "<bootstrap-root>";
+/// A value known only at run time.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Slot {
+    /// A function's image in this run: built, found, or the rollback or promotion target.
+    Digest(String),
+    /// The digest a function's `live` tag named before this run.
+    Live(String),
+    /// The account layer's root, or on a first run its private copy on local state.
+    BootstrapRoot,
+    /// The Lambda emulator's Runtime API, `HOST:PORT/.rt` (see `local::lambda`).
+    LambdaApi,
+    LambdaNetwork,
+    /// The image's ENTRYPOINT and CMD: one argument in a plan, several at run time.
+    ImageCommand,
+}
 
-/// One external command: program, arguments and environment, with placeholders.
+impl fmt::Display for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Slot::Digest(function) => write!(f, "<digest:{function}>"),
+            Slot::Live(function) => write!(f, "<live:{function}>"),
+            Slot::BootstrapRoot => f.write_str("<bootstrap-root>"),
+            Slot::LambdaApi => f.write_str("<lambda-api>"),
+            Slot::LambdaNetwork => f.write_str("<lambda-network>"),
+            Slot::ImageCommand => f.write_str("<image-command>"),
+        }
+    }
+}
+
+/// One argument: text, slots, or both (`repo@<digest:fn>`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Arg(Vec<Part>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Text(String),
+    Slot(Slot),
+}
+
+impl Arg {
+    /// This argument followed by `next` (text, a slot or another argument), in one argument.
+    pub fn then(mut self, next: impl Into<Arg>) -> Arg {
+        self.0.extend(next.into().0);
+        self
+    }
+}
+
+impl From<Slot> for Arg {
+    fn from(slot: Slot) -> Arg {
+        Arg(vec![Part::Slot(slot)])
+    }
+}
+
+impl<T: Into<String>> From<T> for Arg {
+    fn from(text: T) -> Arg {
+        Arg(vec![Part::Text(text.into())])
+    }
+}
+
+impl fmt::Display for Arg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for part in &self.0 {
+            match part {
+                Part::Text(t) => f.write_str(t)?,
+                Part::Slot(s) => write!(f, "{s}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CmdLine {
     pub program: String,
-    pub args: Vec<String>,
+    pub args: Vec<Arg>,
     /// Extra environment for this command only. Never holds a secret.
+    pub env: Vec<(String, String)>,
+}
+
+/// A command with every slot filled: what actually runs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Resolved {
+    pub program: String,
+    pub args: Vec<String>,
     pub env: Vec<(String, String)>,
 }
 
@@ -41,11 +98,11 @@ impl CmdLine {
             ..CmdLine::default()
         }
     }
-    pub fn arg(mut self, arg: impl Into<String>) -> CmdLine {
+    pub fn arg(mut self, arg: impl Into<Arg>) -> CmdLine {
         self.args.push(arg.into());
         self
     }
-    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> CmdLine {
+    pub fn args<I: IntoIterator<Item = S>, S: Into<Arg>>(mut self, args: I) -> CmdLine {
         self.args.extend(args.into_iter().map(Into::into));
         self
     }
@@ -53,19 +110,37 @@ impl CmdLine {
         self.env.extend(env.iter().cloned());
         self
     }
-    /// Replaces each placeholder by its value.
-    pub fn resolve(&self, values: &[(&str, &str)]) -> CmdLine {
-        let fill = |s: &String| {
-            values
-                .iter()
-                .fold(s.clone(), |acc, (name, value)| acc.replace(name, value))
-        };
-        CmdLine {
-            program: self.program.clone(),
-            args: self.args.iter().map(fill).collect(),
-            env: self.env.iter().map(|(k, v)| (k.clone(), fill(v))).collect(),
+    /// Fills every slot through `fill`, which gives one value per slot, or several for an
+    /// argument that is the slot alone (the image's command); an unknown slot is an error.
+    pub fn resolve<E>(
+        &self,
+        mut fill: impl FnMut(&Slot) -> Result<Vec<String>, E>,
+    ) -> Result<Resolved, E> {
+        let mut args = Vec::with_capacity(self.args.len());
+        for arg in &self.args {
+            if let [Part::Slot(slot)] = arg.0.as_slice() {
+                args.extend(fill(slot)?);
+                continue;
+            }
+            let mut text = String::new();
+            for part in &arg.0 {
+                match part {
+                    Part::Text(t) => text.push_str(t),
+                    Part::Slot(s) => text.push_str(&fill(s)?.join(" ")),
+                }
+            }
+            args.push(text);
         }
+        let (program, env) = (self.program.clone(), self.env.clone());
+        Ok(Resolved { program, args, env })
     }
+    /// The command as it runs when it holds no slot (`None` otherwise).
+    pub fn plain(&self) -> Option<Resolved> {
+        self.resolve(|_| Err(())).ok()
+    }
+}
+
+impl Resolved {
     /// The xshell command, rooted at the shell's directory (the repository root).
     pub fn to_cmd<'a>(&self, sh: &'a xshell::Shell) -> xshell::Cmd<'a> {
         let mut cmd = sh.cmd(&self.program).args(&self.args);
@@ -74,40 +149,10 @@ impl CmdLine {
         }
         cmd
     }
-    /// Replaces the argument that is exactly `name` by `values`, several arguments in its place.
-    pub fn splice(&self, name: &str, values: &[String]) -> CmdLine {
-        let mut args = Vec::with_capacity(self.args.len() + values.len());
-        for arg in &self.args {
-            if arg == name {
-                args.extend(values.iter().cloned());
-            } else {
-                args.push(arg.clone());
-            }
-        }
-        CmdLine {
-            args,
-            ..self.clone()
-        }
-    }
-    pub fn placeholders(&self) -> Vec<&'static str> {
-        [
-            DIGEST,
-            LIVE_DIGEST,
-            NOW,
-            CONTAINER,
-            LAMBDA_API,
-            IMAGE_COMMAND,
-            RUN,
-            BOOTSTRAP_ROOT,
-        ]
-        .into_iter()
-        .filter(|p| self.args.iter().any(|a| a.contains(p)))
-        .collect()
-    }
 }
 
-/// Printed exactly as xshell prints a `Cmd`, so a dry run, a log line and a test agree.
-impl fmt::Display for CmdLine {
+/// Printed exactly as xshell prints a `Cmd`.
+impl fmt::Display for Resolved {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.program)?;
         for arg in &self.args {
@@ -121,26 +166,47 @@ impl fmt::Display for CmdLine {
     }
 }
 
+/// Slots print as themselves, `<digest:NAME>`.
+impl fmt::Display for CmdLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = self.resolve(|slot| Ok::<_, fmt::Error>(vec![slot.to_string()]))?;
+        shown.fmt(f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn cmdline_display_matches_xshell() {
+    fn lines_print_like_xshell_and_slots_resolve() {
         let sh = xshell::Shell::new().unwrap();
-        let line = CmdLine::new("docker").args(["buildx", "build", "--label", "a b", "x=<digest>"]);
-        assert_eq!(line.to_string(), line.to_cmd(&sh).to_string());
+        let digest = Slot::Digest("web".into());
+        let line = CmdLine::new("docker")
+            .args(["buildx", "build", "--label", "a b"])
+            .arg(Arg::from("x@").then(digest.clone()))
+            .arg(Arg::from(Slot::ImageCommand));
         assert_eq!(
             line.to_string(),
-            "docker buildx build --label \"a b\" x=<digest>"
+            "docker buildx build --label \"a b\" x@<digest:web> <image-command>"
         );
-        let resolved = line.resolve(&[(DIGEST, "sha256:ab")]);
-        assert_eq!(resolved.args[4], "x=sha256:ab");
-        assert_eq!(line.placeholders(), [DIGEST]);
-        assert!(resolved.placeholders().is_empty());
-        let spliced = CmdLine::new("sh")
-            .args(["-c", "x", IMAGE_COMMAND])
-            .splice(IMAGE_COMMAND, &["python".into(), "-m x".into()]);
-        assert_eq!(spliced.to_string(), "sh -c x python \"-m x\"");
+        assert!(line.plain().is_none(), "a line with slots is not plain");
+        let resolved = line
+            .resolve(|slot| match slot {
+                Slot::Digest(_) => Ok(vec!["sha256:ab".to_string()]),
+                Slot::ImageCommand => Ok(vec!["python".into(), "-m x".into()]),
+                other => Err(format!("{other} unknown")),
+            })
+            .unwrap();
+        assert_eq!(
+            resolved.to_string(),
+            "docker buildx build --label \"a b\" x@sha256:ab python \"-m x\""
+        );
+        assert_eq!(resolved.to_string(), resolved.to_cmd(&sh).to_string());
+        let err = CmdLine::new("x")
+            .arg(Arg::from(Slot::LambdaApi))
+            .resolve(|s| Err::<Vec<String>, _>(format!("{s} unknown")))
+            .unwrap_err();
+        assert_eq!(err, "<lambda-api> unknown");
     }
 }

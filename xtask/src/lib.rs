@@ -1,4 +1,4 @@
-//! `cargo xtask`: build, push and deploy the SSE streaming Lambda.
+//! `cargo xtask`: build, push and deploy the container Lambdas of a monorepo with Terraform.
 //!
 //! Data flows one way: settings → facts → plan → runner → report. The README's
 //! "Architecture" section names the module that owns each concern.
@@ -15,11 +15,13 @@ pub mod local;
 pub mod paths;
 pub mod pipeline;
 pub mod plan;
+pub mod registry;
 pub mod report;
-pub mod retag;
+pub mod retry;
 pub mod runner;
 pub mod scan;
 pub mod secret;
 pub mod settings;
+pub mod signals;
 pub mod smoke;
 pub mod tools;

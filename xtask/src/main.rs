@@ -12,10 +12,11 @@ fn main() -> ExitCode {
         Command::Image(args) => pipeline::image(&cli.global, args),
         Command::Deploy(args) => pipeline::deploy(&cli.global, args),
         Command::Rollback(args) => pipeline::rollback(&cli.global, args),
+        Command::Promote(args) => pipeline::promote(&cli.global, args),
         Command::Bootstrap(args) => pipeline::bootstrap(&cli.global, args),
-        Command::Local(args) => pipeline::local(&cli.global, args.action),
+        Command::Local(action) => pipeline::local(&cli.global, action),
         Command::Ci(args) => ci::run(&cli.global, args),
         Command::Bench(args) => bench::run(&cli.global, args),
     };
-    pipeline::exit(result)
+    pipeline::exit(result, cli.global.verbose)
 }

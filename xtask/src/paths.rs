@@ -3,12 +3,52 @@
 
 use std::path::{Path, PathBuf};
 
-/// The repository root: the parent of the xtask crate.
+/// The repository root: the parent of the xtask crate, or `XTASK_ROOT` (a scratch clone
+/// of the repository, where the benchmark and the tests change sources).
 pub fn root() -> PathBuf {
+    match std::env::var_os("XTASK_ROOT") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => home(),
+    }
+}
+
+/// The repository xtask was built in, whose `target/local-stack/` the local stack keeps
+/// whatever `XTASK_ROOT` says: one stack per machine.
+pub fn home() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives in the repository")
         .to_path_buf()
+}
+
+/// One shell rooted at the repository; every path is relative to it.
+pub fn shell() -> anyhow::Result<xshell::Shell> {
+    let sh = xshell::Shell::new()?;
+    sh.change_dir(root());
+    Ok(sh)
+}
+
+/// The settings file: `--config` (relative to where the command ran) or the repository's.
+pub fn settings_file(config: Option<&Path>) -> anyhow::Result<PathBuf> {
+    Ok(match config {
+        Some(path) => std::env::current_dir()?.join(path),
+        None => root().join(SETTINGS),
+    })
+}
+
+/// Copies a directory tree (files and directories; configuration only, no special files).
+pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
 }
 
 /// xtask's own scratch space: build metadata, private git index, Terraform data dirs.
@@ -26,17 +66,6 @@ pub fn env_dir(env: &str) -> PathBuf {
 /// the Terraform directory, and the runner deletes it when the run ends, however it ends.
 pub fn plan_file(env: &str, run: &str) -> PathBuf {
     env_dir(env).join(format!("{env}-{run}.tfplan"))
-}
-
-/// `docker buildx build --metadata-file`, read for the pushed digest.
-pub fn build_metadata(env: &str) -> String {
-    format!("target/xtask/{env}/build-metadata.json")
-}
-
-/// The OCI archive a build on the `docker` driver exports (then loads and pushes), deleted
-/// after the push.
-pub fn image_archive(env: &str) -> String {
-    format!("target/xtask/{env}/image.oci.tar")
 }
 
 /// Terraform's data directory for one environment (backend config, providers), so switching
@@ -68,8 +97,23 @@ pub const AUDIT_SUPPRESSIONS: &str = "infrastructure/audit-suppressions.toml";
 /// The settings file, unless --config or XTASK_CONFIG names another.
 pub const SETTINGS: &str = "infrastructure/environments.toml";
 
-/// The Terraform CLI config the local stack writes (offline provider mirror).
-pub const LOCAL_TF_CLI_CONFIG: &str = "target/local-stack/terraform.rc";
+/// The local stack's own directory (see [`home`]).
+pub fn stack_dir() -> PathBuf {
+    home().join("target/local-stack")
+}
 
-pub const LAMBDA_DIR: &str = "src/lambdas/sse_streaming";
+/// Sessions in the emulator's other accounts, one profile `xtask-<account>` each, for
+/// Terraform (whose provider sends a profile's AssumeRole to the real STS): emulator keys,
+/// written by `local up`, meaningless anywhere else.
+pub fn emulator_credentials() -> PathBuf {
+    stack_dir().join("emulator-credentials")
+}
+
+/// The Terraform CLI config the local stack writes (offline provider mirror).
+pub fn local_tf_cli_config() -> PathBuf {
+    stack_dir().join("terraform.rc")
+}
+
+/// Where the functions' sources live, one directory each.
+pub const LAMBDAS_DIR: &str = "src/lambdas";
 pub const WORKFLOWS_DIR: &str = ".github/workflows";

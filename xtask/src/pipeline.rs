@@ -1,113 +1,109 @@
-//! `image`, `deploy`, `rollback`, `bootstrap` and `local`: settings → facts → plan → runner →
-//! report.
+//! Wiring a command: settings → local stack → facts → plan → runner or printer → report.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use xshell::Shell;
 
-use crate::cli::{BootstrapArgs, DeployArgs, Global, ImageArgs, LocalAction, RollbackArgs};
-use crate::facts::Facts;
-use crate::facts::{self, Tool};
-use crate::plan::{self, Plan, deploy::DeployOptions, image};
-use crate::report::{Report, result_json};
-use crate::runner::{Runner, signals};
+use crate::cli::{BootstrapArgs, Global, ImageArgs, LocalAction, PromoteArgs, RollbackArgs};
+use crate::facts::{self, Facts, Tool};
+use crate::plan::{self, Plan, steps::ImageOptions};
+use crate::report::{Report, RunResult};
+use crate::runner::{Runner, cleanup, docker_config::DockerConfig, effects::Real};
 use crate::settings::{Environment, Settings};
+use crate::signals;
 use crate::{local, paths};
 
-/// One shell rooted at the repository; every path is relative to it.
-pub fn shell() -> Result<Shell> {
-    let sh = Shell::new()?;
-    sh.change_dir(paths::root());
-    Ok(sh)
+const BUILD_TOOLS: [Tool; 4] = [Tool::Git, Tool::Docker, Tool::Buildx, Tool::Terraform];
+
+fn settings(global: &Global) -> Result<Settings> {
+    Settings::load(&paths::settings_file(global.config.as_deref())?)
 }
 
-/// `--config` is relative to where the user ran the command; the default to the repository.
-pub fn load_settings(global: &Global) -> Result<Settings> {
-    let path = match &global.config {
-        Some(path) => std::env::current_dir()?.join(path),
-        None => paths::root().join(paths::SETTINGS),
-    };
-    Settings::load(&path)
-}
-
-pub fn local_config(env: &Environment) -> Option<local::Config> {
-    env.local.as_ref().map(|l| local::Config {
-        registry: l.registry.clone(),
-        endpoint_url: l.endpoint_url.clone(),
-        account_id: env.account_id.clone(),
-        region: env.region.clone(),
-        state_bucket: env
-            .terraform
-            .backend
-            .get("bucket")
-            .cloned()
-            .unwrap_or_default(),
-    })
+fn image_options(args: &ImageArgs) -> plan::image::Options {
+    plan::image::Options {
+        image: ImageOptions {
+            force: args.force,
+            allow_dirty: args.allow_dirty,
+            no_smoke: args.no_smoke,
+        },
+        yes: args.yes,
+        ci: facts::in_ci(),
+        functions: args.functions.clone(),
+    }
 }
 
 pub fn image(global: &Global, args: ImageArgs) -> Result<()> {
-    execute(
-        global,
-        &[Tool::Git, Tool::Docker, Tool::Buildx, Tool::Terraform],
-        |env, facts, _| {
-            let opts = image::Options {
-                confirm_bootstrap: env.protected && !args.yes && !facts::in_ci(),
-                ..image_options(&args)
-            };
-            image::plan(env, facts, opts)
-        },
-    )
+    let settings = settings(global)?;
+    let env = settings.environment(&global.env)?;
+    let opts = image_options(&args);
+    execute(global, env, &BUILD_TOOLS, |facts| {
+        plan::image::plan(env, facts, &opts)
+    })
 }
 
-pub fn deploy(global: &Global, args: DeployArgs) -> Result<()> {
-    let opts = DeployOptions {
-        image: image_options(&args.image),
-        yes: args.image.yes,
-        ci: facts::in_ci(),
-    };
-    execute(
-        global,
-        &[Tool::Git, Tool::Docker, Tool::Buildx, Tool::Terraform],
-        |env, facts, tf| plan::deploy::plan(env, facts, opts, tf),
-    )
+pub fn deploy(global: &Global, args: ImageArgs) -> Result<()> {
+    let settings = settings(global)?;
+    let env = settings.environment(&global.env)?;
+    let opts = image_options(&args);
+    execute(global, env, &BUILD_TOOLS, |facts| {
+        plan::deploy::plan(env, facts, &opts)
+    })
 }
 
 pub fn rollback(global: &Global, args: RollbackArgs) -> Result<()> {
-    let opts = DeployOptions {
+    let settings = settings(global)?;
+    let env = settings.environment(&global.env)?;
+    let source = env
+        .promote_from
+        .as_deref()
+        .map(|s| settings.environment(s))
+        .transpose()?;
+    let opts = plan::rollback::Options {
+        to: args.to,
+        functions: args.functions,
         yes: args.yes,
         ci: facts::in_ci(),
-        ..DeployOptions::default()
     };
-    execute(
-        global,
-        &[Tool::Git, Tool::Docker, Tool::Buildx, Tool::Terraform],
-        |env, facts, tf| {
-            Ok(plan::rollback::plan(
-                env,
-                facts,
-                args.to.as_deref(),
-                opts,
-                tf,
-            ))
-        },
-    )
+    execute(global, env, &BUILD_TOOLS, |facts| {
+        plan::rollback::plan(env, source, facts, &opts)
+    })
+}
+
+pub fn promote(global: &Global, args: PromoteArgs) -> Result<()> {
+    let settings = settings(global)?;
+    let source = settings.environment(&args.from)?;
+    let target = settings.environment(&args.to)?;
+    let opts = plan::promote::Options {
+        functions: args.functions,
+        yes: args.yes,
+        ci: facts::in_ci(),
+    };
+    execute(global, target, &BUILD_TOOLS, |facts| {
+        plan::promote::plan(source, target, facts, &opts)
+    })
 }
 
 /// `cargo xtask bootstrap`: the account layer, with the same guards, plan, runner and report.
 pub fn bootstrap(global: &Global, args: BootstrapArgs) -> Result<()> {
-    let settings = load_settings(global)?;
+    let settings = settings(global)?;
     let env = settings.environment(&global.env)?;
-    let sh = shell()?;
+    let source = env
+        .promote_from
+        .as_deref()
+        .map(|s| settings.environment(s))
+        .transpose()?;
+    let sh = paths::shell()?;
     let mut report = Report::new(global.json, global.verbose);
-    let tf_cli_config = match local_config(env) {
+    let tf_cli_config = match &env.local {
         // `up` bootstraps a fresh emulator itself; this run then finds no changes.
-        Some(_) if !global.dry_run => Some(local_up(&sh, env)?.tf_cli_config),
-        Some(_) => Some(paths::root().join(paths::LOCAL_TF_CLI_CONFIG)),
+        Some(_) if !global.dry_run => Some(local_up(&sh, env, &settings)?.tf_cli_config),
+        Some(_) => Some(paths::local_tf_cli_config()),
         None => None,
     };
     let tools = match facts::preflight(&sh, &[Tool::Terraform]).and_then(|found| {
-        facts::check_terraform_version(&found, std::path::Path::new(&env.bootstrap.dir))?;
+        facts::check_terraform_version(&found, Path::new(&env.bootstrap.dir))?;
         Ok(found)
     }) {
         Ok(found) => found,
@@ -121,64 +117,128 @@ pub fn bootstrap(global: &Global, args: BootstrapArgs) -> Result<()> {
         yes: args.yes,
         ci: facts::in_ci(),
     };
-    let plan = plan::bootstrap::plan(env, &tools, opts, tf_cli_config.as_deref());
-    run_or_print(&sh, env, &mut report, &plan, global.dry_run)
+    let plan = plan::bootstrap::plan(env, source, &tools, opts, tf_cli_config.as_deref());
+    run_or_print(
+        &sh,
+        env,
+        &mut report,
+        &plan,
+        global.dry_run,
+        &std::process::id().to_string(),
+    )
 }
 
 /// Brings the local stack up for a local-stack environment. When `up` started the emulator,
-/// its state is empty: the account layer is applied to it (the same `bootstrap` plan as on
-/// AWS), so that `deploy` finds its state bucket. A running emulator is never re-bootstrapped.
-pub fn local_up(sh: &Shell, env: &Environment) -> Result<local::Running> {
-    let cfg = local_config(env).with_context(|| {
-        format!(
-            "environment `{}` does not run on the local stack (it has no `registry` and \
-             `endpoint_url`): use --env local",
-            env.name
-        )
-    })?;
+/// its state is empty: the account layer of every local-stack environment is applied to it
+/// (the same `bootstrap` plan as on AWS), so that `deploy` finds its state bucket. A running
+/// emulator is never re-bootstrapped.
+pub fn local_up(sh: &Shell, env: &Environment, settings: &Settings) -> Result<local::Running> {
+    let cfg = local_config(env)?;
     // Tests stand in their own registry or AWS endpoint for a local-stack environment (one
     // that hangs, one that throttles): `up` would move the shared stack to those addresses.
     if std::env::var("XTASK_LOCAL_STACK").is_ok_and(|v| v == "external") {
         return Ok(local::Running {
-            registry: cfg.registry,
-            endpoint_url: cfg.endpoint_url,
-            tf_cli_config: paths::root().join(paths::LOCAL_TF_CLI_CONFIG),
+            tf_cli_config: paths::local_tf_cli_config(),
             fresh_emulator: false,
         });
     }
     let running = local::up(sh, &cfg)?;
+    emulator_sessions(settings, running.fresh_emulator)?;
     if running.fresh_emulator {
-        eprintln!("  -> the emulator started empty: applying the account layer (bootstrap)");
         let tools = facts::preflight(sh, &[Tool::Terraform])?;
-        let opts = plan::bootstrap::Options {
-            yes: true,
-            ci: true,
-        };
-        let plan = plan::bootstrap::plan(env, &tools, opts, Some(&running.tf_cli_config));
-        // Progress only: the caller's own result is what goes to stdout.
-        let mut report = Report::new(true, false);
-        let mut runner = Runner::new(sh, env, &mut report);
-        runner
-            .execute(&plan)
-            .context("applying the account layer to the fresh emulator")?;
+        for other in settings.environments.values().filter(|e| e.local.is_some()) {
+            eprintln!(
+                "  -> the emulator started empty: applying `{}`'s account layer (bootstrap)",
+                other.name
+            );
+            let source = other
+                .promote_from
+                .as_deref()
+                .and_then(|s| settings.environments.get(s));
+            let opts = plan::bootstrap::Options {
+                yes: true,
+                ci: true,
+            };
+            let plan =
+                plan::bootstrap::plan(other, source, &tools, opts, Some(&running.tf_cli_config));
+            // Progress only: the caller's own result is what goes to stdout.
+            let mut report = Report::new(true, false);
+            let mut world = Real::new(sh, other, true);
+            Runner::new(&mut world, other, &mut report)
+                .execute(&plan)
+                .with_context(|| {
+                    format!(
+                        "applying `{}`'s account layer to the fresh emulator",
+                        other.name
+                    )
+                })?;
+        }
     }
     Ok(running)
 }
 
-pub fn local(global: &Global, action: LocalAction) -> Result<()> {
-    let settings = load_settings(global)?;
-    let env = settings.environment(&global.env)?;
-    let cfg = local_config(env).with_context(|| {
+/// A session in each other emulator account the settings' local environments live in, for
+/// Terraform: written when the emulator is new (its sessions died with the old one) or the
+/// file is missing.
+fn emulator_sessions(settings: &Settings, fresh: bool) -> Result<()> {
+    let file = paths::emulator_credentials();
+    if !fresh && file.is_file() {
+        return Ok(());
+    }
+    let mut text = String::from(
+        "# Written by `cargo xtask local up`: emulator sessions, not AWS credentials.\n",
+    );
+    for env in settings.environments.values() {
+        let Some(local) = env
+            .local
+            .as_ref()
+            .filter(|_| env.account_id != crate::settings::EMULATOR_ACCOUNT)
+        else {
+            continue;
+        };
+        let c = crate::aws::Aws::emulator(&local.endpoint_url, &env.region)?
+            .assume_account(&env.account_id)?;
+        text.push_str(&format!(
+            "[xtask-{}]\naws_access_key_id = {}\naws_secret_access_key = {}\naws_session_token = {}\n",
+            env.account_id,
+            c.access_key_id(),
+            c.secret_access_key(),
+            c.session_token().unwrap_or_default()
+        ));
+    }
+    std::fs::create_dir_all(paths::stack_dir())?;
+    std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))
+}
+
+fn local_config(env: &Environment) -> Result<local::Config> {
+    let l = env.local.as_ref().with_context(|| {
         format!(
             "environment `{}` does not run on the local stack (it has no `registry` and \
              `endpoint_url`): use --env local",
             env.name
         )
     })?;
-    let sh = shell()?;
+    Ok(local::Config {
+        registry: l.registry.clone(),
+        endpoint_url: l.endpoint_url.clone(),
+        account_id: env.account_id.clone(),
+        region: env.region.clone(),
+        state_bucket: plan::steps::state_bucket(env),
+    })
+}
+
+pub fn local(global: &Global, action: LocalAction) -> Result<()> {
+    let settings = settings(global)?;
+    let env = settings.environment(&global.env)?;
+    let cfg = local_config(env)?;
+    let sh = paths::shell()?;
     match action {
-        LocalAction::Up => local_up(&sh, env).map(drop),
+        LocalAction::Up => local_up(&sh, env, &settings).map(drop),
         LocalAction::Down => local::down(&sh, &cfg),
+        LocalAction::Logs { function } => {
+            print!("{}", local::logs(&sh, &function)?);
+            Ok(())
+        }
         LocalAction::Status => {
             if local::status(&sh, &cfg)? {
                 Ok(())
@@ -189,34 +249,25 @@ pub fn local(global: &Global, action: LocalAction) -> Result<()> {
     }
 }
 
-fn image_options(args: &ImageArgs) -> image::Options {
-    image::Options {
-        force: args.force,
-        allow_dirty: args.allow_dirty,
-        no_smoke: args.no_smoke,
-        confirm_bootstrap: false,
-    }
-}
-
 /// Settings are validated before anything runs; then the local stack (for local-stack
 /// environments), the tool preflight, the facts, the plan, and the runner or the printer.
 fn execute(
     global: &Global,
+    env: &Environment,
     tools: &[Tool],
-    make_plan: impl FnOnce(&Environment, &Facts, Option<&std::path::Path>) -> Result<Plan>,
+    make_plan: impl FnOnce(&Facts) -> Result<Plan>,
 ) -> Result<()> {
-    let settings = load_settings(global)?;
-    let env = settings.environment(&global.env)?;
-    let sh = shell()?;
+    let sh = paths::shell()?;
     let mut report = Report::new(global.json, global.verbose);
-
-    let (tf_cli_config, gathered): (Option<PathBuf>, _) = match local_config(env) {
+    let settings = settings(global)?;
+    let (tf_cli_config, gathered) = match &env.local {
         Some(_) if !global.dry_run => {
             // `local up` on a healthy stack only checks it (about a second); the read-only
             // facts are gathered meanwhile. Where `up` had to install a tool, they are
             // gathered again once it is there.
             let (up, early) = std::thread::scope(|scope| {
-                let up = scope.spawn(|| shell().and_then(|sh| quick_local_up(&sh, env)));
+                let up = scope
+                    .spawn(|| paths::shell().and_then(|sh| quick_local_up(&sh, env, &settings)));
                 let early = gather(&sh, env, tools, None);
                 (up.join().expect("local up does not panic"), early)
             });
@@ -228,7 +279,7 @@ fn execute(
             (Some(running.tf_cli_config), gathered)
         }
         Some(_) => (
-            Some(paths::root().join(paths::LOCAL_TF_CLI_CONFIG)),
+            Some(paths::local_tf_cli_config()),
             gather(&sh, env, tools, Some(&mut report)),
         ),
         None => (
@@ -236,45 +287,60 @@ fn execute(
             gather(&sh, env, tools, global.dry_run.then_some(&mut report)),
         ),
     };
-    let (found, git, builder) = gathered?;
+    let (found, (git, contents), builder) = gathered?;
     if !builder.exports_cache {
         report.warn(&format!(
-            "the active buildx builder (driver `{}`) cannot export a registry cache: building \
-             without --cache-to (turn on the containerd image store, or use a docker-container \
-             builder via the `builder` setting)",
+            "the buildx builder (driver `{}`) cannot export a registry cache: building without \
+             cache-to (turn on the containerd image store, or use a docker-container builder \
+             via the `builder` setting)",
             builder.driver
         ));
     }
+    let run = std::process::id().to_string();
     let facts = Facts {
         tools: found,
         git,
+        contents,
         builder,
-        host_runs: facts::host_runs(env.platform),
+        host: crate::settings::Platform::host(),
+        run: run.clone(),
+        now: facts::utc_stamp(SystemTime::now()),
+        tf_cli_config,
     };
-    let plan = make_plan(env, &facts, tf_cli_config.as_deref())?;
-    run_or_print(&sh, env, &mut report, &plan, global.dry_run)
+    let plan = make_plan(&facts)?;
+    run_or_print(&sh, env, &mut report, &plan, global.dry_run, &run)
 }
 
-/// What `gather` reads: the tools found (with versions), git, and the builder.
-type Gathered = (Vec<(Tool, String)>, facts::Git, facts::Builder);
+/// What `gather` reads: the tools found (with versions), git with each function's content,
+/// and the builder.
+type Gathered = (
+    Vec<(Tool, String)>,
+    (
+        facts::Git,
+        std::collections::BTreeMap<String, facts::Content>,
+    ),
+    facts::Builder,
+);
 
-/// `local up`, unless it fully checked this stack minutes ago and every process it started
+/// `local up`, unless it fully checked this stack minutes ago and every service it started
 /// still runs (see `local::TRUSTED`); `cargo xtask local up` always checks everything.
-fn quick_local_up(sh: &Shell, env: &Environment) -> Result<local::Running> {
+fn quick_local_up(sh: &Shell, env: &Environment, settings: &Settings) -> Result<local::Running> {
     let external = std::env::var("XTASK_LOCAL_STACK").is_ok_and(|v| v == "external");
     let recent = local_config(env)
+        .ok()
         .filter(|_| !external)
         .and_then(|cfg| local::recently_healthy(sh, &cfg, local::TRUSTED));
     match recent {
         Some((running, age)) => {
             eprintln!(
-                "local stack: fully checked {}s ago, every process still runs (`cargo xtask \
+                "local stack: fully checked {}s ago, every service still runs (`cargo xtask \
                  local up` checks everything)",
                 age.as_secs()
             );
+            emulator_sessions(settings, false)?;
             Ok(running)
         }
-        None => local_up(sh, env),
+        None => local_up(sh, env, settings),
     }
 }
 
@@ -287,7 +353,7 @@ fn gather(
     mut dry_run: Option<&mut Report>,
 ) -> Result<Gathered> {
     let found = match facts::preflight(sh, tools).and_then(|found| {
-        facts::check_terraform_version(&found, std::path::Path::new(&env.terraform.dir))?;
+        facts::check_terraform_version(&found, Path::new(&env.terraform.dir))?;
         Ok(found)
     }) {
         Ok(found) => found,
@@ -302,7 +368,7 @@ fn gather(
     // The builder probe (a docker round trip) runs while git hashes the tree.
     let builder_name = env.builder.clone();
     let builder_probe = std::thread::spawn(move || {
-        shell().and_then(|sh| facts::builder(&sh, builder_name.as_deref()))
+        paths::shell().and_then(|sh| facts::builder(&sh, builder_name.as_deref()))
     });
     let git = facts::git(sh, env)?;
     let builder = match builder_probe
@@ -316,6 +382,7 @@ fn gather(
                 facts::Builder {
                     exports_cache: true,
                     driver: "unknown".into(),
+                    target: crate::tools::docker::Builder::Active,
                 }
             }
             None => return Err(e),
@@ -331,33 +398,51 @@ fn run_or_print(
     report: &mut Report,
     plan: &Plan,
     dry_run: bool,
+    run: &str,
 ) -> Result<()> {
     if dry_run {
         if report.json {
-            report.finish(&result_json(plan, None, "planned", None));
+            report.finish(&RunResult::planned(plan));
         } else {
             print!("{plan}");
             println!("dry run: nothing was executed");
         }
         return Ok(());
     }
-    let mut runner = Runner::new(sh, env, report);
+    signals::install();
+    let (_files, leftovers) = cleanup::Files::new(&plan.cleanup, run);
+    for file in leftovers {
+        report.warn(&format!(
+            "removed {} left by an earlier run that did not finish (it is never applied)",
+            file.display()
+        ));
+    }
+    // Every docker command of the run reads and writes the run's private configuration.
+    let docker_config = DockerConfig::for_run()?;
+    let _docker_env = docker_config
+        .as_ref()
+        .map(|dc| sh.push_env("DOCKER_CONFIG", dc.path()));
+    if docker_config.is_none() {
+        report.detail(
+            "docker: your config.json names a credential helper, which keeps the registry token",
+        );
+    }
+    let mut world = Real::new(sh, env, report.json);
+    let mut runner = Runner::new(&mut world, env, report);
     let result = runner.execute(plan);
     let state = std::mem::take(&mut runner.state);
-    let (status, error) = match &result {
-        Ok(()) => ("ok", None),
-        Err(e) => ("failed", Some(format!("{e:#}"))),
-    };
     if let Err(e) = &result {
         report.error(&format!("{e:#}"));
     }
-    report.finish(&result_json(plan, Some(state.ran()), status, error));
+    let error = result.as_ref().err().map(|e| format!("{e:#}"));
+    report.finish(&state.result(plan, error));
     result
 }
 
 /// The process exit: the error chain, one cause a line (never Debug, which would add a
-/// backtrace), and 128+N when a signal stopped the run, as a shell reports it.
-pub fn exit(result: Result<()>) -> std::process::ExitCode {
+/// backtrace), and 128+N when a signal stopped the run, as a shell reports it. An AWS
+/// failure is its one-line cause and its fix; `verbose` adds the SDK's own error chain.
+pub fn exit(result: Result<()>, verbose: bool) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
@@ -365,10 +450,21 @@ pub fn exit(result: Result<()>) -> std::process::ExitCode {
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
+            let failures = err
+                .chain()
+                .filter_map(|e| e.downcast_ref::<crate::aws::Failure>());
+            for line in failures.filter(|_| verbose).flat_map(|f| f.detail()) {
+                eprintln!("  sdk: {line}");
+            }
             match signals::received() {
                 Some(sig) => std::process::ExitCode::from(signals::exit_code(sig)),
                 None => std::process::ExitCode::FAILURE,
             }
         }
     }
+}
+
+/// The settings file a command reads, for modules that need the path itself.
+pub fn settings_path(global: &Global) -> Result<PathBuf> {
+    paths::settings_file(global.config.as_deref())
 }

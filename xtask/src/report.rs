@@ -1,31 +1,17 @@
-//! Output sinks: terminal lines, GitHub Actions groups and files, and `--json`.
-//!
-//! Progress always goes to stderr, so stdout carries only the result: a short summary, or
-//! with `--json` one JSON document.
+//! The run's typed result and its sinks: progress lines on stderr, then the summary on stdout
+//! (or with `--json` one [`RunResult`] document), and in GitHub Actions the step summary and
+//! the job outputs. Everything shown is rendered from the result, which holds only what the
+//! run produced: a failed run lists the step that failed and what came before it, never a tag,
+//! digest or URL it did not make.
 
-use std::{
-    fs::OpenOptions,
-    io::Write as _,
-    time::{Duration, Instant},
-};
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use crate::plan::Plan;
-use crate::tools::terraform::Outputs;
-
-/// The result fields a human summary and the GitHub step summary show, in order.
-const SUMMARY_KEYS: [&str; 9] = [
-    "image_uri",
-    "digest",
-    "reproducible",
-    "image",
-    "terraform",
-    "function_name",
-    "function_url",
-    "deploy_role_arn",
-    "region",
-];
 
 pub struct Report {
     pub json: bool,
@@ -48,6 +34,157 @@ pub struct StepRecord {
     pub title: String,
     pub outcome: Outcome,
     pub elapsed: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Failed,
+    Planned,
+}
+
+/// The machine-readable result of one command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    pub command: String,
+    pub env: String,
+    pub status: Status,
+    pub error: Option<String>,
+    pub functions: Vec<FunctionResult>,
+    /// `applied` or `no changes`, when Terraform planned.
+    pub terraform: Option<String>,
+    /// Terraform's short string outputs (names, ARNs, URLs) of the root it ran.
+    pub outputs: BTreeMap<String, String>,
+    pub steps: Vec<StepResult>,
+    /// Every command line executed (or, for a dry run, planned), in order.
+    pub commands: Vec<String>,
+}
+
+/// One function, as far as the run got with it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FunctionResult {
+    pub name: String,
+    /// `built`, or where the image came from (`found <reference>`, `copied from <env>`).
+    pub image: Option<String>,
+    pub digest: Option<String>,
+    pub image_uri: Option<String>,
+    /// Tags the run wrote or read back at the digest.
+    pub tags: Vec<String>,
+    pub function_name: Option<String>,
+    /// The Function URL Terraform reports.
+    pub function_url: Option<String>,
+    /// Local stack: the URL that answers for the function on this machine.
+    pub local_url: Option<String>,
+    pub scan: Option<crate::scan::Report>,
+    /// `from commit <sha> (SOURCE_DATE_EPOCH=<n>)`, read from the image's labels.
+    pub reproducible: Option<String>,
+    /// `<env> since <time>`: where the image ran before it came here.
+    pub ran: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepResult {
+    pub title: String,
+    /// `ok`, `skipped` or `failed`.
+    pub outcome: String,
+    pub detail: String,
+    pub seconds: f64,
+}
+
+impl RunResult {
+    /// A dry run: the plan's command lines, nothing done.
+    pub fn planned(plan: &Plan) -> RunResult {
+        RunResult {
+            command: plan.command.to_string(),
+            env: plan.env.clone(),
+            status: Status::Planned,
+            error: None,
+            functions: plan
+                .functions
+                .iter()
+                .map(|f| FunctionResult {
+                    name: f.name.clone(),
+                    ..FunctionResult::default()
+                })
+                .collect(),
+            terraform: None,
+            outputs: BTreeMap::new(),
+            steps: vec![],
+            commands: plan.command_lines(),
+        }
+    }
+
+    /// The human summary: one line for the run, then each function's facts.
+    pub fn summary(&self, elapsed: Duration) -> Vec<String> {
+        let status = match self.status {
+            Status::Ok => "OK",
+            Status::Failed => "FAILED",
+            Status::Planned => "PLANNED",
+        };
+        let mut lines = vec![format!(
+            "{status} {} --env {} in {:.1}s",
+            self.command,
+            self.env,
+            elapsed.as_secs_f64()
+        )];
+        if let Some(step) = self.steps.iter().find(|s| s.outcome == "failed") {
+            lines.push(format!("  failed at     {}", step.title));
+        }
+        if let Some(t) = &self.terraform {
+            lines.push(format!("  terraform     {t}"));
+        }
+        for f in &self.functions {
+            if let (Some(digest), Some(ran)) = (&f.digest, &f.ran) {
+                let (source, since) = ran.split_once(" since ").unwrap_or((ran, "?"));
+                lines.push(format!(
+                    "  {} runs {digest} ({}) that {source} has run since {since}",
+                    self.env, f.name
+                ));
+            }
+        }
+        for f in &self.functions {
+            lines.push(format!("  {}", f.name));
+            for (key, value) in f.rows() {
+                lines.push(format!("    {key:<14} {value}"));
+            }
+        }
+        for (key, value) in &self.outputs {
+            if ["deploy_role_arn", "region", "state_bucket"].contains(&key.as_str()) {
+                lines.push(format!("  {key:<16} {value}"));
+            }
+        }
+        lines
+    }
+}
+
+impl FunctionResult {
+    /// The facts a summary shows, in order, only those the run produced.
+    fn rows(&self) -> Vec<(&'static str, String)> {
+        let mut rows = vec![];
+        let mut add = |key, value: &Option<String>| {
+            if let Some(v) = value {
+                rows.push((key, v.clone()));
+            }
+        };
+        add("image", &self.image);
+        add("image_uri", &self.image_uri);
+        add("reproducible", &self.reproducible);
+        add("ran in", &self.ran);
+        add("function", &self.function_name);
+        add("function_url", &self.function_url);
+        add("local url", &self.local_url);
+        if let Some(scan) = &self.scan {
+            rows.push((
+                "scan",
+                format!("{} (fail on {})", scan.counts, scan.fail_on),
+            ));
+        }
+        for tag in &self.tags {
+            rows.push(("tag", tag.clone()));
+        }
+        rows
+    }
 }
 
 impl Report {
@@ -110,177 +247,79 @@ impl Report {
         }
     }
 
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
-    }
-
-    /// The final result: summary lines (or JSON) on stdout, and in GitHub Actions the step
+    /// The final result: the summary (or JSON) on stdout, and in GitHub Actions the step
     /// summary and outputs.
-    pub fn finish(&self, result: &Value) {
+    pub fn finish(&self, result: &RunResult) {
         if self.json {
             println!(
                 "{}",
                 serde_json::to_string_pretty(result).unwrap_or_default()
             );
         } else {
-            let get = |k: &str| result.get(k).and_then(Value::as_str).unwrap_or("");
             println!();
-            println!(
-                "{} {} --env {} in {:.1}s",
-                if get("status") == "ok" {
-                    "OK"
-                } else {
-                    "FAILED"
-                },
-                get("command"),
-                get("env"),
-                self.elapsed().as_secs_f64()
-            );
-            for key in SUMMARY_KEYS {
-                if !get(key).is_empty() {
-                    println!("  {key:<14} {}", get(key));
-                }
-            }
-            if let Some(tags) = result.get("tags").and_then(Value::as_array) {
-                for tag in tags {
-                    println!("  {:<14} {}", "tag", tag.as_str().unwrap_or_default());
-                }
+            for line in result.summary(self.started.elapsed()) {
+                println!("{line}");
             }
         }
         if self.github {
-            self.github_files(result);
-        }
-    }
-
-    fn github_files(&self, result: &Value) {
-        let get = |k: &str| {
-            result
-                .get(k)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
-        if let Ok(path) = std::env::var("GITHUB_OUTPUT") {
-            let mut lines = String::new();
-            for key in [
-                "digest",
-                "image_uri",
-                "function_name",
-                "function_url",
-                "deploy_role_arn",
-            ] {
-                let value = get(key);
-                if !value.is_empty() {
-                    lines.push_str(&format!("{key}={value}\n"));
-                }
+            if let Ok(path) = std::env::var("GITHUB_OUTPUT") {
+                append(&path, &github_outputs(result));
             }
-            append(&path, &lines);
-        }
-        if let Ok(path) = std::env::var("GITHUB_STEP_SUMMARY") {
-            let mut md = format!(
-                "### cargo xtask {} --env {}: {}\n\n| | |\n|---|---|\n",
-                get("command"),
-                get("env"),
-                get("status")
-            );
-            for key in SUMMARY_KEYS {
-                let value = get(key);
-                if !value.is_empty() {
-                    md.push_str(&format!("| {key} | `{value}` |\n"));
-                }
+            if let Ok(path) = std::env::var("GITHUB_STEP_SUMMARY") {
+                append(&path, &step_summary(result, self.started.elapsed()));
             }
-            if let Some(steps) = result.get("steps").and_then(Value::as_array) {
-                md.push_str("\n| step | outcome | seconds |\n|---|---|---|\n");
-                for s in steps {
-                    md.push_str(&format!(
-                        "| {} | {} | {} |\n",
-                        s["title"].as_str().unwrap_or_default(),
-                        s["outcome"].as_str().unwrap_or_default(),
-                        s["seconds"]
-                    ));
-                }
-            }
-            if let Some(scan) = result.get("scan").filter(|s| !s.is_null()) {
-                md.push_str(&crate::scan::markdown(scan));
-            }
-            append(&path, &md);
         }
     }
 }
 
-/// What a finished run learned, as the JSON result needs it.
-#[derive(Debug, Clone, Copy)]
-pub struct Ran<'a> {
-    pub digest: Option<&'a str>,
-    pub built: bool,
-    pub changes: Option<bool>,
-    pub outputs: Option<&'a Outputs>,
-    pub executed: &'a [String],
-    pub records: &'a [StepRecord],
-    /// The scan gate's verdict, when the plan had one.
-    pub scan: Option<&'a Value>,
-    /// `from commit <sha> (SOURCE_DATE_EPOCH=<n>)`, read from the image's labels.
-    pub reproducible: Option<&'a str>,
+/// `$GITHUB_OUTPUT` lines: per function `<name>_digest`, `<name>_image_uri`,
+/// `<name>_function_url`, and the account layer's `deploy_role_arn`.
+pub fn github_outputs(result: &RunResult) -> String {
+    let mut lines = String::new();
+    for f in &result.functions {
+        let key = f.name.replace('-', "_");
+        for (suffix, value) in [
+            ("digest", &f.digest),
+            ("image_uri", &f.image_uri),
+            ("function_name", &f.function_name),
+            ("function_url", &f.function_url),
+        ] {
+            if let Some(v) = value {
+                lines.push_str(&format!("{key}_{suffix}={v}\n"));
+            }
+        }
+    }
+    if let Some(arn) = result.outputs.get("deploy_role_arn") {
+        lines.push_str(&format!("deploy_role_arn={arn}\n"));
+    }
+    lines
 }
 
-/// The JSON result of a run, or of a dry run (`ran` is `None`).
-pub fn result_json(
-    plan: &Plan,
-    ran: Option<Ran<'_>>,
-    status: &str,
-    error: Option<String>,
-) -> Value {
-    let digest = ran.and_then(|r| r.digest);
-    let output = |k: &str| {
-        ran.and_then(|r| r.outputs)
-            .and_then(|o| o.get(k))
-            .and_then(|o| o.value.as_str())
-            .map(str::to_string)
-    };
-    json!({
-        "command": plan.command,
-        "env": plan.env,
-        "status": status,
-        "dry_run": ran.is_none(),
-        "error": error,
-        "digest": digest,
-        "image_uri": digest.map(|d| format!("{}@{d}", plan.image_repo)),
-        "tags": plan.tags,
-        "image": ran.map(|r| if r.built { "built" } else if r.digest.is_some() { "skipped: already in the registry" } else { "" }),
-        "terraform": ran.and_then(|r| r.changes).map(|c| if c { "applied" } else { "no changes" }),
-        "function_name": output("function_name"),
-        "function_url": output("function_url"),
-        "deploy_role_arn": output("deploy_role_arn"),
-        "region": output("region"),
-        "commands": match ran {
-            Some(r) => r.executed.to_vec(),
-            None => plan.command_lines(),
-        },
-        "steps": ran.map(|r| step_json(r.records)),
-        "scan": ran.and_then(|r| r.scan),
-        "reproducible": ran.and_then(|r| r.reproducible),
-    })
-}
-
-pub fn step_json(records: &[StepRecord]) -> Value {
-    Value::Array(
-        records
-            .iter()
-            .map(|r| {
-                let (outcome, detail) = match &r.outcome {
-                    Outcome::Done => ("ok", String::new()),
-                    Outcome::Skipped(why) => ("skipped", why.clone()),
-                    Outcome::Failed(why) => ("failed", why.clone()),
-                };
-                json!({
-                    "title": r.title,
-                    "outcome": outcome,
-                    "detail": detail,
-                    "seconds": (r.elapsed.as_secs_f64() * 10.0).round() / 10.0,
-                })
-            })
-            .collect(),
-    )
+/// `$GITHUB_STEP_SUMMARY`: the summary, the steps, and each scan's findings.
+pub fn step_summary(result: &RunResult, elapsed: Duration) -> String {
+    let summary = result.summary(elapsed);
+    let mut md = format!(
+        "### cargo xtask {} --env {}: {}\n\n```\n{}\n```\n",
+        result.command,
+        result.env,
+        summary[0],
+        summary[1..].join("\n")
+    );
+    if !result.steps.is_empty() {
+        md.push_str("\n| step | outcome | seconds |\n|---|---|---|\n");
+        for s in &result.steps {
+            md.push_str(&format!(
+                "| {} | {} | {} |\n",
+                s.title, s.outcome, s.seconds
+            ));
+        }
+    }
+    for f in &result.functions {
+        if let Some(scan) = &f.scan {
+            md.push_str(&scan.markdown(&f.name));
+        }
+    }
+    md
 }
 
 fn append(path: &str, text: &str) {

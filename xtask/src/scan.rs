@@ -3,12 +3,12 @@
 //! fetches the findings from ECR; everything it decides with them is here.
 
 use std::fmt;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_smithy_types::date_time::{DateTime, Format};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
-/// ECR's severities, worst first. Inspector's `UNTRIAGED` and anything unknown count as
+/// ECR's severities, least severe first. Inspector's `UNTRIAGED` and anything unknown count as
 /// `UNDEFINED`, the lowest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -20,33 +20,21 @@ pub enum Severity {
     Critical,
 }
 
+use Severity::*;
+
 impl Severity {
-    pub const ALL: [Severity; 6] = [
-        Severity::Critical,
-        Severity::High,
-        Severity::Medium,
-        Severity::Low,
-        Severity::Informational,
-        Severity::Undefined,
-    ];
+    /// Worst first.
+    pub const ALL: [Severity; 6] = [Critical, High, Medium, Low, Informational, Undefined];
 
     pub fn name(self) -> &'static str {
-        match self {
-            Severity::Critical => "CRITICAL",
-            Severity::High => "HIGH",
-            Severity::Medium => "MEDIUM",
-            Severity::Low => "LOW",
-            Severity::Informational => "INFORMATIONAL",
-            Severity::Undefined => "UNDEFINED",
-        }
+        let names = "UNDEFINED INFORMATIONAL LOW MEDIUM HIGH CRITICAL";
+        names.split(' ').nth(self as usize).unwrap_or_default()
     }
 
     /// A severity as ECR (basic or enhanced scanning) reports it.
     pub fn from_ecr(text: &str) -> Severity {
-        Severity::ALL
-            .into_iter()
-            .find(|s| s.name().eq_ignore_ascii_case(text))
-            .unwrap_or(Severity::Undefined)
+        let named = |s: &Severity| s.name().eq_ignore_ascii_case(text);
+        Severity::ALL.into_iter().find(named).unwrap_or(Undefined)
     }
 }
 
@@ -66,27 +54,13 @@ pub enum FailOn {
 impl FailOn {
     /// The settings' spelling: a severity in capitals, or `never`.
     pub fn parse(text: &str) -> Option<FailOn> {
-        if text == "never" {
-            return Some(FailOn::Never);
-        }
-        Severity::ALL
-            .into_iter()
-            .find(|s| s.name() == text)
-            .map(FailOn::At)
+        let at = Severity::ALL.into_iter().find(|s| s.name() == text);
+        at.map(FailOn::At)
+            .or((text == "never").then_some(FailOn::Never))
     }
 
     pub fn blocks(self, severity: Severity) -> bool {
-        match self {
-            FailOn::At(threshold) => severity >= threshold,
-            FailOn::Never => false,
-        }
-    }
-
-    /// The accepted values, for error messages.
-    pub fn choices() -> String {
-        let mut names: Vec<&str> = Severity::ALL.iter().map(|s| s.name()).collect();
-        names.push("never");
-        names.join(", ")
+        matches!(self, FailOn::At(threshold) if severity >= threshold)
     }
 }
 
@@ -106,28 +80,17 @@ pub struct Date(String);
 impl Date {
     /// A real date in exactly the form `YYYY-MM-DD` (so `2027-02-30` and `2027-2-3` fail).
     pub fn parse(text: &str) -> Option<Date> {
-        let shape = text.len() == 10
-            && text.bytes().enumerate().all(|(i, b)| match i {
-                4 | 7 => b == b'-',
-                _ => b.is_ascii_digit(),
-            });
-        if !shape {
-            return None;
-        }
-        DateTime::from_str(&format!("{text}T00:00:00Z"), Format::DateTime).ok()?;
-        Some(Date(text.to_string()))
+        let fits = |(c, m): (char, char)| if m == 'd' { c.is_ascii_digit() } else { c == m };
+        let shape = text.len() == 10 && text.chars().zip("dddd-dd-dd".chars()).all(fits);
+        let real = DateTime::from_str(&format!("{text}T00:00:00Z"), Format::DateTime).is_ok();
+        (shape && real).then(|| Date(text.to_string()))
     }
 
     /// The UTC date at `time`.
     pub fn at(time: SystemTime) -> Date {
-        let secs = time
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO)
-            .as_secs();
-        let text = DateTime::from_secs(secs as i64)
-            .fmt(Format::DateTime)
-            .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into());
-        Date(text[..10].to_string())
+        let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let text = DateTime::from_secs(secs as i64).fmt(Format::DateTime);
+        Date(text.unwrap_or_else(|_| "1970-01-01".into())[..10].to_string())
     }
 
     pub fn today() -> Date {
@@ -186,6 +149,16 @@ pub enum Decision {
     Below,
 }
 
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Decision::Blocks => f.write_str("BLOCKS"),
+            Decision::Allowed { reason, expires } => write!(f, "allowed until {expires}: {reason}"),
+            Decision::Below => f.write_str("below threshold"),
+        }
+    }
+}
+
 /// The gate's verdict on one scan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
@@ -200,58 +173,44 @@ pub struct Verdict {
 
 /// Decides every finding against the threshold and the allow-list, as of `today`.
 pub fn evaluate(findings: &[Finding], policy: &Policy, today: &Date) -> Verdict {
-    let (expired, live): (Vec<&Allow>, Vec<&Allow>) =
-        policy.allow.iter().partition(|a| a.expired(today));
-    let mut rows: Vec<(Finding, Decision)> = findings
-        .iter()
-        .map(|f| {
-            let decision = if !policy.fail_on.blocks(f.severity) {
-                Decision::Below
-            } else {
-                match live.iter().find(|a| a.id == f.id) {
-                    Some(a) => Decision::Allowed {
-                        reason: a.reason.clone(),
-                        expires: a.expires.clone(),
-                    },
-                    None => Decision::Blocks,
-                }
-            };
-            (f.clone(), decision)
-        })
-        .collect();
+    let (expired, live): (Vec<Allow>, Vec<Allow>) =
+        policy.allow.iter().cloned().partition(|a| a.expired(today));
+    let decide = |f: &Finding| match live.iter().find(|a| a.id == f.id) {
+        _ if !policy.fail_on.blocks(f.severity) => Decision::Below,
+        Some(a) => Decision::Allowed {
+            reason: a.reason.clone(),
+            expires: a.expires.clone(),
+        },
+        None => Decision::Blocks,
+    };
+    let mut rows: Vec<(Finding, Decision)> =
+        findings.iter().map(|f| (f.clone(), decide(f))).collect();
     rows.sort_by(|(a, _), (b, _)| b.severity.cmp(&a.severity).then(a.id.cmp(&b.id)));
-    let unused = live
-        .into_iter()
-        .filter(|a| !findings.iter().any(|f| f.id == a.id))
-        .cloned()
-        .collect();
+    let found = |a: &Allow| findings.iter().any(|f| f.id == a.id);
+    let unused = live.into_iter().filter(|a| !found(a)).collect();
     Verdict {
         fail_on: policy.fail_on,
         rows,
-        expired: expired.into_iter().cloned().collect(),
+        expired,
         unused,
     }
 }
 
 impl Verdict {
     pub fn blocking(&self) -> Vec<&Finding> {
-        self.rows
-            .iter()
-            .filter(|(_, d)| *d == Decision::Blocks)
-            .map(|(f, _)| f)
-            .collect()
+        let blocks = self.rows.iter().filter(|(_, d)| *d == Decision::Blocks);
+        blocks.map(|(f, _)| f).collect()
     }
 
     /// `HIGH 1, LOW 3`, worst first; `none` for a clean image.
     pub fn counts(&self) -> String {
-        let counts: Vec<String> = Severity::ALL
-            .iter()
-            .filter_map(|s| {
-                let n = self.rows.iter().filter(|(f, _)| f.severity == *s).count();
-                (n > 0).then(|| format!("{s} {n}"))
-            })
-            .collect();
-        if counts.is_empty() {
+        let count = |s: &Severity| {
+            let n = self.rows.iter().filter(|(f, _)| f.severity == *s).count();
+            (n > 0).then(|| format!("{s} {n}"))
+        };
+        let counts: Vec<String> = Severity::ALL.iter().filter_map(count).collect();
+        let none = counts.is_empty();
+        if none {
             "none".into()
         } else {
             counts.join(", ")
@@ -263,122 +222,109 @@ impl Verdict {
         if self.rows.is_empty() {
             return vec!["no findings".into()];
         }
-        let width = self
-            .rows
+        let report = self.report();
+        let width = report
+            .findings
             .iter()
-            .map(|(f, _)| f.id.len())
+            .map(|f| f.id.len())
             .max()
-            .unwrap_or(0)
-            .max(2);
-        let mut lines = vec![format!(
-            "{:<width$}  {:<13}  {:<24}  decision",
-            "id", "severity", "package"
-        )];
-        for (f, d) in &self.rows {
-            lines.push(format!(
-                "{:<width$}  {:<13}  {:<24}  {}",
-                f.id,
-                f.severity.name(),
-                f.package.as_deref().unwrap_or("-"),
-                describe(d)
-            ));
+            .unwrap_or(0);
+        let line = |[id, severity, package, decision]: [&str; 4]| {
+            format!(
+                "{id:<w$}  {severity:<13}  {package:<24}  {decision}",
+                w = width.max(2)
+            )
+        };
+        let mut lines = vec![line(["id", "severity", "package", "decision"])];
+        for f in &report.findings {
+            let package = f.package.as_deref().unwrap_or("-");
+            lines.push(line([&f.id, &f.severity, package, &f.decision]));
         }
         lines
     }
 
     /// Warnings to print: expired allow-list entries.
     pub fn warnings(&self, env: &str) -> Vec<String> {
-        self.expired
-            .iter()
-            .map(|a| {
-                format!(
-                    "scan.allow entry `{}` of environment `{env}` expired on {}: it no longer \
-                     allows the finding (renew `expires` with a reason, or remove the entry)",
-                    a.id, a.expires
-                )
-            })
-            .collect()
+        let warning = |a: &Allow| {
+            format!(
+                "scan.allow entry `{}` of environment `{env}` expired on {}: it no longer \
+                 allows the finding (renew `expires` with a reason, or remove the entry)",
+                a.id, a.expires
+            )
+        };
+        self.expired.iter().map(warning).collect()
     }
 
     /// The refusal, naming each blocking finding and the settings that change the outcome.
     pub fn refusal(&self, env: &str, image: &str) -> Option<String> {
         let blocking = self.blocking();
-        if blocking.is_empty() {
-            return None;
-        }
-        let ids: Vec<String> = blocking
-            .iter()
-            .map(|f| format!("{} ({})", f.id, f.severity))
-            .collect();
+        let first = &blocking.first()?.id;
+        let id = |f: &&Finding| format!("{} ({})", f.id, f.severity);
+        let ids: Vec<String> = blocking.iter().map(id).collect();
+        let (n, ids, fail_on) = (blocking.len(), ids.join(", "), self.fail_on);
+        let findings = format!("{n} finding{}", if n == 1 { "" } else { "s" });
         Some(format!(
-            "refusing to deploy {image}: the registry's scan found {} at or above \
-             scan.fail_on = \"{}\" for environment `{env}`: {}. Fix the image (update the base \
-             image or the package), or accept a finding until a date with \
-             [[environments.{env}.scan.allow]] id = \"{}\" reason = \"…\" expires = \"YYYY-MM-DD\", \
-             or change scan.fail_on",
-            if blocking.len() == 1 {
-                "1 finding".to_string()
-            } else {
-                format!("{} findings", blocking.len())
-            },
-            self.fail_on,
-            ids.join(", "),
-            blocking[0].id
+            "refusing to deploy {image}: the registry's scan found {findings} at or above \
+             scan.fail_on = \"{fail_on}\" for environment `{env}`: {ids}. Fix the image (update \
+             the base image or the package), or accept a finding until a date with \
+             [[environments.{env}.scan.allow]] id = \"{first}\" reason = \"…\" expires = \
+             \"YYYY-MM-DD\", or change scan.fail_on"
         ))
     }
 
-    /// The machine-readable form, which the report turns into the job summary's table.
-    pub fn json(&self) -> Value {
-        json!({
-            "fail_on": self.fail_on.to_string(),
-            "counts": self.counts(),
-            "findings": self.rows.iter().map(|(f, d)| json!({
-                "id": f.id,
-                "severity": f.severity.name(),
-                "package": f.package,
-                "decision": describe(d),
-            })).collect::<Vec<_>>(),
-            "expired_allow": self.expired.iter().map(|a| &a.id).collect::<Vec<_>>(),
-        })
-    }
-}
-
-fn describe(decision: &Decision) -> String {
-    match decision {
-        Decision::Blocks => "BLOCKS".into(),
-        Decision::Allowed { reason, expires } => format!("allowed until {expires}: {reason}"),
-        Decision::Below => "below threshold".into(),
-    }
-}
-
-/// The job summary's findings table (Markdown), from [`Verdict::json`].
-pub fn markdown(scan: &Value) -> String {
-    let text = |v: &Value, k: &str| v[k].as_str().unwrap_or("-").replace('|', "\\|");
-    let mut md = format!(
-        "\n#### Image scan: {} (fail on {})\n\n",
-        text(scan, "counts"),
-        text(scan, "fail_on")
-    );
-    let findings = scan["findings"].as_array().cloned().unwrap_or_default();
-    if !findings.is_empty() {
-        md.push_str("| id | severity | package | decision |\n|---|---|---|---|\n");
-        for f in &findings {
-            md.push_str(&format!(
-                "| {} | {} | {} | {} |\n",
-                text(f, "id"),
-                text(f, "severity"),
-                text(f, "package"),
-                text(f, "decision")
-            ));
+    /// The typed form that the result carries and the job summary renders.
+    pub fn report(&self) -> Report {
+        let row = |(f, d): &(Finding, Decision)| Row {
+            id: f.id.clone(),
+            severity: f.severity.name().to_string(),
+            package: f.package.clone(),
+            decision: d.to_string(),
+        };
+        Report {
+            fail_on: self.fail_on.to_string(),
+            counts: self.counts(),
+            findings: self.rows.iter().map(row).collect(),
+            expired_allow: self.expired.iter().map(|a| a.id.clone()).collect(),
         }
     }
-    for id in scan["expired_allow"].as_array().into_iter().flatten() {
-        md.push_str(&format!(
-            "\nExpired allow-list entry (ignored): `{}`\n",
-            id.as_str().unwrap_or_default()
-        ));
+}
+
+/// One scan as the result reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub fail_on: String,
+    pub counts: String,
+    pub findings: Vec<Row>,
+    pub expired_allow: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Row {
+    pub id: String,
+    pub severity: String,
+    pub package: Option<String>,
+    pub decision: String,
+}
+
+impl Report {
+    /// The job summary's findings table (Markdown).
+    pub fn markdown(&self, function: &str) -> String {
+        let cell = |text: &str| text.replace('|', "\\|");
+        let (counts, fail_on) = (cell(&self.counts), cell(&self.fail_on));
+        let mut md = format!("\n#### Image scan of {function}: {counts} (fail on {fail_on})\n\n");
+        if !self.findings.is_empty() {
+            md.push_str("| id | severity | package | decision |\n|---|---|---|---|\n");
+        }
+        for f in &self.findings {
+            let package = f.package.as_deref().unwrap_or("-");
+            let cells = [&f.id, &f.severity, package, &f.decision].map(cell);
+            md.push_str(&format!("| {} |\n", cells.join(" | ")));
+        }
+        for id in &self.expired_allow {
+            md.push_str(&format!("\nExpired allow-list entry (ignored): `{id}`\n"));
+        }
+        md
     }
-    md
 }
 
 #[cfg(test)]
@@ -496,7 +442,7 @@ mod tests {
             warnings.len() == 1 && warnings[0].contains("expired on 2027-01-14"),
             "{warnings:?}"
         );
-        assert_eq!(expired.json()["expired_allow"][0], "CVE-9999-9999");
+        assert_eq!(expired.report().expired_allow, ["CVE-9999-9999"]);
     }
 
     #[test]
@@ -538,9 +484,9 @@ mod tests {
         let ids: Vec<&str> = v.rows.iter().map(|(f, _)| f.id.as_str()).collect();
         assert_eq!(ids, ["CVE-1", "CVE-2", "CVE-3"]);
         assert_eq!(v.counts(), "CRITICAL 1, LOW 2");
-        let md = markdown(&v.json());
+        let md = v.report().markdown("web");
         assert!(
-            md.contains("#### Image scan: CRITICAL 1, LOW 2 (fail on CRITICAL)"),
+            md.contains("#### Image scan of web: CRITICAL 1, LOW 2 (fail on CRITICAL)"),
             "{md}"
         );
         assert!(

@@ -182,7 +182,10 @@ fn unknown_environments_list_the_valid_ones() {
         "unknown-env",
         &real_settings(),
         &["deploy", "--env", "staging"],
-        &["unknown environment `staging`", "local, preprod, prod"],
+        &[
+            "unknown environment `staging`",
+            "local, local-prod, preprod, prod",
+        ],
     );
 }
 
@@ -233,7 +236,7 @@ fn hostile_or_path_like_environment_names_run_nothing() {
             &["deploy", "--env", name],
             &[
                 &format!("unknown environment `{name}`"),
-                "local, preprod, prod",
+                "local, local-prod, preprod, prod",
             ],
         );
     }

@@ -29,6 +29,10 @@ impl Env {
             .replace("[environments.local]", &format!("[environments.{name}]"))
             .replace("[environments.local.", &format!("[environments.{name}."))
             .replace(
+                "promote_from = \"local\"",
+                &format!("promote_from = \"{name}\""),
+            )
+            .replace(
                 "bucket = \"local-sse-streaming-tfstate\"",
                 &format!("bucket = \"{bucket}\""),
             )
@@ -69,8 +73,8 @@ fn emulator() -> Aws {
 fn s3(aws: &Aws, path: &str) -> String {
     let url = aws.emulator_url(path).unwrap();
     let r = aws.signed("s3", "GET", &url, b"").unwrap();
-    assert_eq!(r.status, 200, "GET {path}: {}", r.body);
-    r.body
+    assert_eq!(r.status, 200, "GET {path}: {}", r.text());
+    r.text()
 }
 
 #[test]
@@ -143,8 +147,8 @@ fn bootstrap_applies_the_account_layer_then_finds_it_in_place() {
             format!("Action=GetRole&RoleName={role}&Version=2010-05-08").as_bytes(),
         )
         .unwrap();
-    assert_eq!(iam.status, 200, "GetRole {role}: {}", iam.body);
-    let trust = percent_decode(&iam.body);
+    assert_eq!(iam.status, 200, "GetRole {role}: {}", iam.text());
+    let trust = percent_decode(&iam.text());
     assert!(
         trust.contains(&format!(
             "repo:example-org/sse-streaming:environment:{}",
@@ -180,7 +184,7 @@ fn bootstrap_applies_the_account_layer_then_finds_it_in_place() {
     );
     assert_eq!(json["terraform"], "no changes", "{json}");
     assert!(
-        json["deploy_role_arn"]
+        json["outputs"]["deploy_role_arn"]
             .as_str()
             .is_some_and(|arn| arn.ends_with(&format!(":role/{role}"))),
         "the result names the role CI assumes: {json}"

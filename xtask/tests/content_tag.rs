@@ -57,9 +57,10 @@ impl Repo {
     }
 
     fn content_tag(&self, env: &Environment) -> String {
-        let git = facts::git(&self.sh, env).unwrap();
-        assert!(!git.dirty, "everything is committed");
-        git.content_tag()
+        let (_, contents) = facts::git(&self.sh, env).unwrap();
+        let content = &contents[&env.functions[0].name];
+        assert!(!content.dirty, "everything is committed");
+        format!("src-{}", &content.hash[..12])
     }
 }
 
@@ -69,26 +70,29 @@ impl Drop for Repo {
     }
 }
 
-fn environment(build_args: &str) -> Environment {
+fn environment(repo: &Repo, build_args: &str) -> Environment {
     let text = format!(
         r#"
-[defaults]
-region = "eu-west-1"
-repository = "{{env}}-app"
-platform = "linux/amd64"
+project = "app"
+[functions.app]
 build_context = "app"
 dockerfile = "app/Dockerfile"
+invoke_mode = "BUFFERED"
+[defaults]
+region = "eu-west-1"
 [defaults.terraform]
 dir = "infrastructure/terraform"
 lock_timeout = "5m"
 [defaults.terraform.backend]
 bucket = "{{env}}-state"
+[defaults.bootstrap]
+dir = "infrastructure/bootstrap"
 [environments.prod]
 account_id = "222222222222"
 {build_args}
 "#
     );
-    Settings::parse(Path::new("environments.toml"), &text)
+    Settings::parse_in(&repo.dir, Path::new("environments.toml"), &text)
         .unwrap()
         .environments
         .remove("prod")
@@ -98,7 +102,7 @@ account_id = "222222222222"
 #[test]
 fn a_new_pinned_base_digest_in_the_dockerfile_changes_the_content_tag() {
     let repo = Repo::new("digest");
-    let env = environment("");
+    let env = environment(&repo, "");
     let before = repo.content_tag(&env);
     assert!(before.starts_with("src-") && before.len() == 16, "{before}");
     assert_eq!(
@@ -121,11 +125,15 @@ fn a_new_pinned_base_digest_in_the_dockerfile_changes_the_content_tag() {
 #[test]
 fn a_changed_build_arg_changes_the_content_tag() {
     let repo = Repo::new("args");
-    let pinned = repo.content_tag(&environment(""));
-    let stand_in =
-        environment("[environments.prod.build_args]\nPYTHON_IMAGE = \"python:3.13-slim\"\n");
-    let other =
-        environment("[environments.prod.build_args]\nPYTHON_IMAGE = \"python:3.12-slim\"\n");
+    let pinned = repo.content_tag(&environment(&repo, ""));
+    let stand_in = environment(
+        &repo,
+        "[environments.prod.build_args]\nPYTHON_IMAGE = \"python:3.13-slim\"\n",
+    );
+    let other = environment(
+        &repo,
+        "[environments.prod.build_args]\nPYTHON_IMAGE = \"python:3.12-slim\"\n",
+    );
     let with_stand_in = repo.content_tag(&stand_in);
     assert_ne!(
         with_stand_in, pinned,

@@ -37,22 +37,18 @@ impl Env {
             .as_micros()
             % 1_000_000_000;
         let name = format!("e2e-{nonce}");
-        let real =
-            std::fs::read_to_string(root().join("infrastructure/environments.toml")).unwrap();
-        let text = real
-            .replace("[environments.local]", &format!("[environments.{name}]"))
-            .replace("[environments.local.", &format!("[environments.{name}."))
-            .replace(
-                "account_id = \"123456789012\"",
-                &format!("account_id = \"{account_id}\""),
-            );
+        let stack = support::stack();
+        let text = support::settings_for(&name, &stack).replace(
+            "account_id = \"123456789012\"",
+            &format!("account_id = \"{account_id}\""),
+        );
         let dir = root().join("target/e2e");
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(&config, text).unwrap();
         Env {
-            repo: format!("127.0.0.1:5000/{name}-sse-streaming-lambda"),
-            endpoint: "http://127.0.0.1:4566".into(),
+            repo: format!("{}/{name}-sse-streaming-lambda", stack.registry),
+            endpoint: stack.endpoint_url.clone(),
             name,
             config,
         }
@@ -268,13 +264,10 @@ fn normalize(line: &str) -> String {
         |c| c == ' ' || c == '/',
         "<container>",
     );
-    let out = replace_runs(
-        &out,
-        "172.17.0.1:",
-        |c| c == ' ' || c == '/',
-        "<lambda-api>",
-    )
-    .replace("<lambda-api>/.rt", "<lambda-api>");
+    let out = out.replace("lambda:9000/.rt", "<lambda-api>").replace(
+        &format!("--network {}_default", support::project()),
+        "--network <lambda-network>",
+    );
     let out = match (out.starts_with("docker run "), out.rfind(" sh ")) {
         (true, Some(i)) => format!("{} sh <image-command>", &out[..i]),
         _ => out,

@@ -89,6 +89,10 @@ impl Env {
             .replace("[environments.local]", &format!("[environments.{name}]"))
             .replace("[environments.local.", &format!("[environments.{name}."))
             .replace(
+                "promote_from = \"local\"",
+                &format!("promote_from = \"{name}\""),
+            )
+            .replace(
                 "bucket = \"local-sse-streaming-tfstate\"",
                 &format!("bucket = \"{bucket}\""),
             );
@@ -100,7 +104,7 @@ impl Env {
             name: name.to_string(),
             config,
             bucket: bucket.to_string(),
-            registry: "127.0.0.1:5000".into(),
+            registry: "127.0.0.1:5050".into(),
             vars: vec![],
         }
     }
@@ -156,7 +160,7 @@ impl Env {
     fn external(mut self, registry: Option<&str>, endpoint: Option<&str>) -> Env {
         if let Some(registry) = registry {
             self.edit(
-                "registry = \"127.0.0.1:5000\"",
+                "registry = \"127.0.0.1:5050\"",
                 &format!("registry = \"{registry}\""),
             );
             self.registry = registry.to_string();
@@ -608,12 +612,12 @@ fn repository_exists(name: &str) -> bool {
     r.status == 200
 }
 
-/// A private registry (Debian's docker-registry, like the stack's) on a port of its own,
-/// accepting the emulator's ECR credentials; stopped and its data removed on drop.
+/// A private registry (a container of the stack's registry image, with its htpasswd) on a port
+/// of its own, accepting the emulator's ECR credentials; removed with its data on drop.
 struct Registry {
     addr: String,
     dir: PathBuf,
-    child: Child,
+    container: String,
 }
 
 impl Registry {
@@ -627,34 +631,65 @@ impl Registry {
         let dir = root().join(format!("target/faults/registry-{name}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("data")).unwrap();
-        std::fs::copy(
-            root().join("target/local-stack/htpasswd"),
-            dir.join("htpasswd"),
+        let stack = support::stack();
+        let image = String::from_utf8(
+            Command::new("docker")
+                .args(["container", "inspect", "--format", "{{.Config.Image}}"])
+                .arg(format!("{}-registry-1", stack.project))
+                .output()
+                .unwrap()
+                .stdout,
         )
         .unwrap();
-        let config = dir.join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  \
-                 delete:\n    enabled: true\nhttp:\n  addr: {addr}\nauth:\n  htpasswd:\n    \
-                 realm: faults\n    path: {}\n",
-                dir.join("data").display(),
+        let container = format!("xtask-faults-registry-{name}-{}", std::process::id());
+        let htpasswd = String::from_utf8(
+            Command::new("docker")
+                .args([
+                    "exec",
+                    &format!("{}-registry-1", stack.project),
+                    "cat",
+                    "/auth/htpasswd",
+                ])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        std::fs::write(dir.join("htpasswd"), htpasswd).unwrap();
+        let out = Command::new("docker")
+            .args(["run", "--detach", "--name", &container, "--publish"])
+            .arg(format!("{addr}:5000"))
+            .args([
+                "--env",
+                "REGISTRY_AUTH=htpasswd",
+                "--env",
+                "REGISTRY_AUTH_HTPASSWD_REALM=faults",
+            ])
+            .args(["--env", "REGISTRY_AUTH_HTPASSWD_PATH=/auth/htpasswd"])
+            .args(["--env", "REGISTRY_STORAGE_DELETE_ENABLED=true", "--volume"])
+            .arg(format!(
+                "{}:/auth/htpasswd:ro",
                 dir.join("htpasswd").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("registry.log")).unwrap())
-            .spawn()
+            ))
+            .arg("--volume")
+            .arg(format!("{}:/var/lib/registry", dir.join("data").display()))
+            .arg(image.trim())
+            .output()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
+        assert!(
+            out.status.success(),
+            "docker run registry: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let registry = Registry {
+            addr,
+            dir,
+            container,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
         while http::request(
             "GET",
-            &format!("http://{addr}/v2/"),
+            &format!("http://{}/v2/", registry.addr),
             &[],
             b"",
             Duration::from_secs(1),
@@ -667,11 +702,13 @@ impl Registry {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        Registry { addr, dir, child }
+        registry
     }
-    fn signal(&self, sig: i32) {
-        // SAFETY: our own child.
-        unsafe { libc::kill(self.child.id() as i32, sig) };
+    /// Freezes the registry (it accepts connections and never answers), as a hung one does.
+    fn pause(&self) {
+        let _ = Command::new("docker")
+            .args(["pause", &self.container])
+            .output();
     }
     /// Where the registry keeps a tag of `repository`.
     fn tag_dir(&self, repository: &str, tag: &str) -> PathBuf {
@@ -683,9 +720,9 @@ impl Registry {
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        self.signal(libc::SIGCONT);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = Command::new("docker")
+            .args(["rm", "--force", "--volumes", &self.container])
+            .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -876,7 +913,7 @@ fn s05_expired_credentials_stop_at_the_identity_check() {
         &[
             "ExpiredToken",
             "sts GetCallerIdentity failed",
-            "have expired: renew them",
+            "have expired\n  fix: renew them",
         ],
     );
     assert!(endpoint.faults() >= 1);
@@ -947,7 +984,7 @@ fn s07_an_unreachable_or_hung_registry_stops_the_run_in_bounded_time() {
     env.assert_nothing_left(run.pid);
 
     let registry = Registry::start("hung");
-    registry.signal(libc::SIGSTOP);
+    registry.pause();
     let env = Env::in_local_bucket("hng").external(Some(&registry.addr), None);
     let run = env.run(&["deploy", "--no-smoke"]);
     run.assert_failed(

@@ -21,12 +21,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use xshell::Shell;
+use xtask::aws::Aws;
+use xtask::cmdline::{Arg, Slot};
 use xtask::local::lambda::{self, Emulator, Registered};
-use xtask::settings::Platform;
+use xtask::settings::{Expect, Platform, Smoke};
 use xtask::smoke::{self, SseEvent};
 use xtask::tools::docker::{self, LambdaContainer};
 
-const REGISTRY: &str = "127.0.0.1:5000";
+/// The served function's timeout in this file's environment: longer than any stream its
+/// tests read whole, shorter than the one that proves the cut. Its streams do not hand over
+/// (`SSE_HANDOVER=off`), so that one runs into the timeout as an app that ignores it would.
+const TIMEOUT: u32 = 8;
 
 fn shell() -> Shell {
     let sh = Shell::new().unwrap();
@@ -46,6 +51,26 @@ struct Deployed {
     deploy_stderr: String,
     /// A private docker configuration logged in to the local registry.
     docker_config: PathBuf,
+}
+
+/// The smoke check of `deploy`: three ticks, a second apart.
+fn three_ticks() -> Smoke {
+    Smoke {
+        path: "/stream?count=3&interval=1".into(),
+        expect: Expect::Sse,
+    }
+}
+
+fn emulator_aws() -> Aws {
+    let stack = support::stack();
+    Aws::emulator(&stack.endpoint_url, &stack.region).unwrap()
+}
+
+/// The `local_url` of the SSE function in a `--json` result.
+fn local_url(json: &Value) -> Option<String> {
+    let functions = json["functions"].as_array()?;
+    let sse = functions.iter().find(|f| f["name"] == "sse-streaming")?;
+    sse["local_url"].as_str().map(String::from)
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -104,17 +129,15 @@ fn deployed() -> &'static Deployed {
             .filter(char::is_ascii_digit)
             .collect();
         let env = format!("lam-{}", &nonce[nonce.len().saturating_sub(12)..]);
-        let real =
-            std::fs::read_to_string(support::root().join("infrastructure/environments.toml"))
-                .unwrap();
         // Its own state bucket too: `bootstrap` creates it with the account layer.
-        let text = real
-            .replace("[environments.local]", &format!("[environments.{env}]"))
-            .replace("[environments.local.", &format!("[environments.{env}."))
-            .replace(
-                "bucket = \"local-sse-streaming-tfstate\"",
-                &format!("bucket = \"{env}-sse-streaming-tfstate\""),
-            );
+        let text = support::settings_for(&env, &stack).replace(
+            "bucket = \"local-sse-streaming-tfstate\"",
+            &format!("bucket = \"{env}-sse-streaming-tfstate\""),
+        ) + &format!(
+            "\n[environments.{env}.function.sse-streaming]\ntimeout = {TIMEOUT}\n\
+             [environments.{env}.function.sse-streaming.stream]\nhandover_margin = 2\nheartbeat = 2\n\
+             [environments.{env}.function.sse-streaming.environment]\nSSE_HANDOVER = \"off\"\n"
+        );
         let dir = support::root().join("target/lambda-test");
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join(format!("{env}.toml"));
@@ -133,7 +156,7 @@ fn deployed() -> &'static Deployed {
                 "--username",
                 &token.username,
                 "--password-stdin",
-                REGISTRY,
+                &stack.registry,
             ])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -145,7 +168,11 @@ fn deployed() -> &'static Deployed {
             .unwrap()
             .write_all(token.password.expose().as_bytes())
             .unwrap();
-        assert!(login.wait().unwrap().success(), "docker login {REGISTRY}");
+        assert!(
+            login.wait().unwrap().success(),
+            "docker login {}",
+            stack.registry
+        );
 
         let mut d = Deployed {
             env: env.clone(),
@@ -166,14 +193,10 @@ fn deployed() -> &'static Deployed {
             started.elapsed().as_secs_f64()
         );
         d.function = format!("{env}-sse-streaming-lambda");
-        let f = lambda::deployed(&stack.endpoint_url, &stack.region, &d.function).unwrap();
+        let f = lambda::deployed(&emulator_aws(), &stack.region, &d.function).unwrap();
         d.image = f.image;
-        d.url = stderr
-            .lines()
-            .find_map(|l| l.split("local function url: ").nth(1))
-            .unwrap_or_else(|| panic!("deploy printed no `local function url:` line:\n{stderr}"))
-            .trim()
-            .to_string();
+        d.url = local_url(&json)
+            .unwrap_or_else(|| panic!("deploy reported no local url for sse-streaming:\n{json}"));
         d.deploy_stderr = stderr;
         d
     })
@@ -193,7 +216,7 @@ impl TestFunction {
     fn start(d: &Deployed, image: &str, extra: &[(&str, &str)]) -> TestFunction {
         let emulator =
             Emulator::shared(&shell()).expect("the stack's Lambda emulator is not running");
-        TestFunction::start_under(d, emulator, image, extra)
+        TestFunction::start_under(d, emulator, image, extra, 60)
     }
 
     fn start_under(
@@ -201,26 +224,35 @@ impl TestFunction {
         emulator: Emulator,
         image: &str,
         extra: &[(&str, &str)],
+        timeout: u32,
     ) -> TestFunction {
         let name = support::unique("xtask-test");
-        let routed = emulator.register(&name).unwrap();
+        let routed = emulator.register(&name, timeout).unwrap();
         let command = docker::parse_image_command(&docker(
             d,
             &["image", "inspect", "--format", "{{json .Config}}", image],
         ))
         .unwrap();
-        let mut env = lambda::runtime_environment(&emulator.runtime_api(), &name, 512, "us-east-1");
-        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut env = docker::lambda_environment(&name, 512, "us-east-1");
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), Arg::from(*v))));
         let line = docker::run_lambda(&LambdaContainer {
             name: &name,
-            image,
+            image: image.into(),
             platform: Platform::Amd64,
             memory_mb: 512,
-            labels: lambda::labels(&name),
+            network: emulator.network().into(),
+            labels: docker::lambda_labels(&name),
             env,
             env_file: None,
-            command,
+            command: command.into_iter().map(Arg::from).collect(),
         });
+        let api = emulator.runtime_api();
+        let line = line
+            .resolve(|slot| match slot {
+                Slot::LambdaApi => Ok(vec![api.clone()]),
+                other => Err(format!("no value for {other:?}")),
+            })
+            .unwrap();
         let args: Vec<&str> = line.args.iter().map(String::as_str).collect();
         let container = docker(d, &args).trim().to_string();
         TestFunction {
@@ -276,7 +308,7 @@ fn deploy_serves_a_streaming_function_url_and_rollback_switches_it() {
     );
 
     // The printed URL streams, one event a second, the first at once.
-    let seen = smoke::check(&d.url, Duration::from_secs(30), 3, 1.0).unwrap();
+    let seen = smoke::check(&d.url, Duration::from_secs(30), &three_ticks()).unwrap();
     eprintln!(
         "{}/stream?count=3&interval=1: first event {:.3}s, total {:.3}s",
         d.url,
@@ -302,7 +334,7 @@ fn deploy_serves_a_streaming_function_url_and_rollback_switches_it() {
     );
     let (ok, json, stderr) = xtask(d, &["rollback", "--to", "lambda-test-variant"]);
     assert!(ok, "rollback --to the variant failed:\n{stderr}\n{json}");
-    let now = lambda::deployed(&stack.endpoint_url, &stack.region, &d.function).unwrap();
+    let now = lambda::deployed(&emulator_aws(), &stack.region, &d.function).unwrap();
     assert_ne!(now.image, d.image, "the rollback did not move the function");
     let served = lambda::served(&shell(), &d.function).unwrap();
     assert_eq!(
@@ -317,11 +349,8 @@ fn deploy_serves_a_streaming_function_url_and_rollback_switches_it() {
         )),
         "{stderr}"
     );
-    assert!(
-        stderr.contains(&format!("local function url: {}", d.url)),
-        "{stderr}"
-    );
-    let seen = smoke::check(&d.url, Duration::from_secs(30), 3, 1.0).unwrap();
+    assert_eq!(local_url(&json).as_deref(), Some(&*d.url), "{json}");
+    let seen = smoke::check(&d.url, Duration::from_secs(30), &three_ticks()).unwrap();
     assert_eq!(seen.ids, [1, 2, 3]);
 
     // `local status` names the digest being served.
@@ -341,7 +370,7 @@ fn deploy_serves_a_streaming_function_url_and_rollback_switches_it() {
     assert!(ok, "rollback failed:\n{stderr}\n{json}");
     let served = lambda::served(&shell(), &d.function).unwrap();
     assert_eq!(served.image, d.image, "{stderr}");
-    smoke::check(&d.url, Duration::from_secs(30), 3, 1.0).unwrap();
+    smoke::check(&d.url, Duration::from_secs(30), &three_ticks()).unwrap();
 
     lambda::unserve(&shell(), &d.function).unwrap();
     assert!(lambda::served(&shell(), &d.function).is_none());
@@ -353,12 +382,12 @@ fn a_buffered_stream_fails_the_smoke_check() {
     let d = deployed();
     // The control: the very same image and harness, streaming, passes.
     let control = TestFunction::start(d, &d.image, &[]);
-    let seen = smoke::check(&control.url, Duration::from_secs(30), 3, 1.0)
+    let seen = smoke::check(&control.url, Duration::from_secs(30), &three_ticks())
         .unwrap_or_else(|e| panic!("control: {e:#}\n{}", control.logs()));
     assert!(seen.first_event < Duration::from_millis(900), "{seen:?}");
 
     let buffered = TestFunction::start(d, &d.image, &[("AWS_LWA_INVOKE_MODE", "BUFFERED")]);
-    let err = smoke::check(&buffered.url, Duration::from_secs(30), 3, 1.0)
+    let err = smoke::check(&buffered.url, Duration::from_secs(30), &three_ticks())
         .map(|seen| format!("passed: {seen:?}"))
         .unwrap_or_else(|e| format!("{e:#}"));
     eprintln!("buffered: {err}");
@@ -379,7 +408,7 @@ fn an_image_without_the_adapter_fails_the_smoke_check() {
         &["--load", "--tag", &tag],
     );
     let f = TestFunction::start(d, &tag, &[]);
-    let err = smoke::check(&f.url, Duration::from_secs(12), 3, 1.0)
+    let err = smoke::check(&f.url, Duration::from_secs(12), &three_ticks())
         .map(|seen| format!("passed: {seen:?}"))
         .unwrap_or_else(|e| format!("{e:#}"));
     eprintln!("no adapter: {err}");
@@ -470,31 +499,161 @@ fn a_dropped_stream_resumes_with_last_event_id_through_the_function_url() {
 #[ignore = "needs the local stack (cargo xtask local up)"]
 fn without_the_stack_emulator_a_private_one_serves_and_stops() {
     let d = deployed();
-    // A root with no local stack: what a CI job for an AWS environment sees.
-    let root = support::root()
-        .join("target/lambda-test")
-        .join(support::unique("private"));
-    std::fs::create_dir_all(&root).unwrap();
-    let sh = Shell::new().unwrap();
-    sh.change_dir(&root);
-    assert!(Emulator::shared(&sh).is_none());
-    let emulator = Emulator::shared_or_private(&sh).unwrap();
-    assert!(emulator.is_private());
-    let pid = emulator.private_pid().unwrap();
-    let f = TestFunction::start_under(d, emulator, &d.image, &[]);
+    // What a CI job for an AWS environment gets, where no local stack runs.
+    let sh = shell();
+    let emulator = Emulator::private(&sh).unwrap();
+    assert!(emulator.private_project().is_some());
+    let project = emulator.private_project().unwrap().to_string();
+    let f = TestFunction::start_under(d, emulator, &d.image, &[], 60);
+    let stack = support::stack();
     assert!(
-        !f.url.contains(":9000/"),
+        !f.url.starts_with(&stack.lambda_url),
         "a private emulator takes a free port: {}",
         f.url
     );
-    let seen = smoke::check(&f.url, Duration::from_secs(30), 3, 1.0)
+    let seen = smoke::check(&f.url, Duration::from_secs(30), &three_ticks())
         .unwrap_or_else(|e| panic!("{e:#}\n{}", f.logs()));
     assert_eq!(seen.ids, [1, 2, 3]);
     drop(f);
-    let alive = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty());
+    let label = format!("label=com.docker.compose.project={project}");
+    for what in [
+        &["ps", "--all", "--quiet", "--filter", &label][..],
+        &["network", "ls", "--quiet", "--filter", &label],
+        &["volume", "ls", "--quiet", "--filter", &label],
+    ] {
+        let out = run(Command::new("docker").args(what));
+        assert!(
+            out.stdout.is_empty(),
+            "the private emulator {project} outlived its owner: docker {what:?}"
+        );
+    }
+}
+
+/// The function's log as `cargo xtask local logs` shows it.
+fn function_log(function: &str) -> String {
+    let out = run(support::xtask()
+        .args(["local", "logs", function])
+        .stdin(Stdio::null()));
     assert!(
-        !alive,
-        "the private emulator (pid {pid}) outlived its owner"
+        out.status.success(),
+        "local logs {function}: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    let _ = std::fs::remove_dir_all(&root);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+#[ignore = "needs the local stack (cargo xtask local up)"]
+fn a_stream_longer_than_the_timeout_is_cut_at_it_as_lambda_does() {
+    let d = deployed();
+    // The app ignores the deadline: 30 events a second apart, under a function timeout of 8 s
+    // (its Timeout in the emulator's Lambda API, from the settings).
+    let f = lambda::deployed(&emulator_aws(), "us-east-1", &d.function).unwrap();
+    assert_eq!(f.timeout, TIMEOUT);
+    let started = Instant::now();
+    let resp = xtask::http::request(
+        "GET",
+        &format!("{}/stream?count=30&interval=1", d.url),
+        &[("Accept", "text/event-stream")],
+        b"",
+        Duration::from_secs(40),
+    )
+    .expect("the client gets the response it had, with no error");
+    let took = started.elapsed();
+    eprintln!("cut after {:.2}s:\n{}", took.as_secs_f64(), resp.text());
+    assert_eq!(resp.status, 200, "the client keeps the status");
+    let timeout = Duration::from_secs(TIMEOUT.into());
+    assert!(
+        took >= timeout && took < timeout + Duration::from_secs(2),
+        "cut after {took:?}, not at the {timeout:?} timeout"
+    );
+    // A truncated body: whole events up to the cut (a partial last one is dropped), no `end`.
+    let text = resp.text();
+    let complete = &text[..text.rfind("\n\n").map_or(0, |i| i + 2)];
+    let events = smoke::parse_sse(complete).unwrap();
+    let ticks = ids(&events);
+    assert!(
+        (TIMEOUT as usize - 1..=TIMEOUT as usize + 1).contains(&ticks.len()),
+        "{ticks:?}"
+    );
+    assert_eq!(ticks, (1..=ticks.len() as u64).collect::<Vec<_>>());
+    assert!(events.iter().all(|e| e.event != "end"), "{events:?}");
+
+    // The function's log says so, as CloudWatch would.
+    let log = function_log(&d.function);
+    let line = log
+        .lines()
+        .find(|l| l.contains("Task timed out after"))
+        .unwrap_or_else(|| panic!("no timeout line in the function's log:\n{log}"));
+    let secs: f64 = line
+        .split("Task timed out after ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(
+        (f64::from(TIMEOUT)..f64::from(TIMEOUT) + 0.5).contains(&secs),
+        "{line}"
+    );
+    // The app's own line for that request is in the same log, before it.
+    let app = log
+        .find("GET /stream?count=30&interval=1")
+        .expect("the app's request line");
+    assert!(app < log.find(line).unwrap(), "{log}");
+    // As on Lambda, the function serves the next request.
+    smoke::health(&d.url, Duration::from_secs(30)).unwrap();
+}
+
+#[test]
+#[ignore = "needs the local stack (cargo xtask local up)"]
+fn the_app_gets_the_invocation_deadline_from_the_function_timeout() {
+    let d = deployed();
+    // The deployed image with an app that echoes its request headers, where the adapter puts
+    // the invocation context (`x-amzn-lambda-context`).
+    let tag = format!("xtask-test/echo:{}", support::unique("t"));
+    let echo = "import http.server as s, json\\nclass H(s.BaseHTTPRequestHandler):\\n def do_GET(self):\\n  b = json.dumps({k.lower(): v for k, v in self.headers.items()}).encode()\\n  self.send_response(200)\\n  self.send_header('Content-Length', str(len(b)))\\n  self.end_headers()\\n  self.wfile.write(b)\\ns.ThreadingHTTPServer(('0.0.0.0', 8080), H).serve_forever()";
+    build(
+        d,
+        &format!(
+            "FROM {}\nENV AWS_LWA_READINESS_CHECK_PATH=/\nCMD [\"python\", \"-c\", \"{echo}\"]\n",
+            d.image
+        ),
+        &["--load", "--tag", &tag],
+    );
+    let emulator = Emulator::shared(&shell()).expect("the stack's Lambda emulator is not running");
+    let f = TestFunction::start_under(d, emulator, &tag, &[], 7);
+    smoke::health(&f.url, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", f.logs()));
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let before = now_ms();
+    let resp = xtask::http::request(
+        "GET",
+        &format!("{}/anything", f.url),
+        &[],
+        b"",
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let after = now_ms();
+    let headers: Value =
+        serde_json::from_slice(&resp.body).unwrap_or_else(|e| panic!("{e}: {}", resp.text()));
+    let context: Value = serde_json::from_str(
+        headers["x-amzn-lambda-context"]
+            .as_str()
+            .expect("x-amzn-lambda-context"),
+    )
+    .unwrap();
+    let deadline = context["deadline"].as_i64().unwrap();
+    eprintln!("invoked between {before} and {after}, deadline {deadline}");
+    assert!(
+        (before + 7000 - 100..=after + 7000 + 100).contains(&deadline),
+        "deadline {deadline} is not the invocation's start + 7 s ({before}..{after})"
+    );
+    drop(f);
+    let _ = Command::new("docker").args(["image", "rm", &tag]).output();
 }

@@ -1,5 +1,5 @@
 //! Test-only model of Amazon ECR lifecycle policy evaluation, used to check
-//! `infrastructure/terraform/lifecycle-policy.json` against image histories.
+//! `infrastructure/modules/function/lifecycle-policy.json` against image histories.
 //!
 //! ECR evaluates a policy on its side and offers no local evaluator, so the
 //! rules that matter here are implemented from the documentation:
@@ -52,7 +52,7 @@ use serde::Deserialize;
 
 /// The policy Terraform applies to the repository.
 pub(crate) const POLICY_JSON: &str =
-    include_str!("../../infrastructure/terraform/lifecycle-policy.json");
+    include_str!("../../infrastructure/modules/function/lifecycle-policy.json");
 
 const SECONDS_PER_DAY: u64 = 86_400;
 

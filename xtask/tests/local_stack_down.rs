@@ -1,21 +1,17 @@
-//! `cargo xtask local down` stops every process `local up` recorded, and closes its ports.
+//! `cargo xtask local down` removes every container, network and volume the stack made (the
+//! compose project's, and the function containers on its network), and its ports close.
 //!
-//! No test stops a stack it did not start: this one runs only when the caller says the stack
-//! is its own to stop (`XTASK_TEST_MAY_STOP_STACK=1`, which `cargo xtask ci` sets for the stack
+//! No test removes a stack it did not start: this one runs only when the caller says the stack
+//! is its own to remove (`XTASK_TEST_MAY_STOP_STACK=1`, which `cargo xtask ci` sets for the stack
 //! it brought up), and it brings the stack back up afterwards, unless
 //! `XTASK_LOCAL_DOWN_NO_RESTORE=1`. It is ignored by a plain `cargo test`.
 
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 mod support;
 
 use support::stack_file;
-
-/// A process is alive if it has a command line (zombies and dead pids have none).
-fn alive(pid: u32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
-}
 
 fn port_open(hostport: &str) -> bool {
     let addr = hostport.parse().unwrap();
@@ -28,7 +24,6 @@ fn xtask(args: &[&str]) {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    println!("{}", String::from_utf8_lossy(&out.stdout));
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(
         out.status.success(),
@@ -39,50 +34,103 @@ fn xtask(args: &[&str]) {
     );
 }
 
+fn docker(args: &[&str]) -> Vec<String> {
+    let out = Command::new("docker").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The project's containers, networks and volumes, as `(kind, name)`.
+fn left(project: &str) -> Vec<(String, String)> {
+    let label = format!("label=com.docker.compose.project={project}");
+    let mut all = Vec::new();
+    for (kind, args) in [
+        (
+            "container",
+            vec!["ps", "--all", "--format", "{{.Names}}", "--filter", &label],
+        ),
+        (
+            "network",
+            vec!["network", "ls", "--format", "{{.Name}}", "--filter", &label],
+        ),
+        (
+            "volume",
+            vec!["volume", "ls", "--format", "{{.Name}}", "--filter", &label],
+        ),
+    ] {
+        all.extend(docker(&args).into_iter().map(|n| (kind.to_string(), n)));
+    }
+    all
+}
+
 #[test]
 #[ignore = "needs the local stack (cargo xtask local up)"]
-fn down_stops_every_recorded_process() {
+fn down_removes_every_container_network_and_volume_of_the_stack() {
     assert_eq!(
         std::env::var("XTASK_TEST_MAY_STOP_STACK").as_deref(),
         Ok("1"),
-        "refusing to stop a local stack this test run did not start: `cargo xtask ci` runs this \
+        "refusing to remove a local stack this test run did not start: `cargo xtask ci` runs this \
          test for the stack it brought up (or set XTASK_TEST_MAY_STOP_STACK=1 if the stack is \
-         yours to stop)"
+         yours to remove)"
     );
     let stack = support::stack();
-    let running: Vec<(&String, &u32)> = stack.pids.iter().filter(|(_, p)| alive(**p)).collect();
-    assert!(
-        !running.is_empty(),
-        "stack.json lists no live process: {:?}",
-        stack.pids
-    );
+    // A function container on the stack's network, as `deploy` leaves one.
+    let function = format!("{}-fn-down-test", stack.project);
+    docker(&[
+        "run",
+        "--detach",
+        "--name",
+        &function,
+        "--network",
+        &stack.network,
+        "--label",
+        "xtask.lambda-function=down-test",
+        "python:3.13-slim",
+        "sleep",
+        "600",
+    ]);
+    let before = left(&stack.project);
+    for kind in ["container", "network", "volume"] {
+        assert!(
+            before.iter().any(|(k, _)| k == kind),
+            "no {kind} before `down`: {before:?}"
+        );
+    }
 
     xtask(&["local", "down"]);
 
-    for (name, pid) in &stack.pids {
-        assert!(
-            !alive(*pid),
-            "{name} (pid {pid}) still runs after `local down`"
-        );
-    }
+    assert_eq!(left(&stack.project), [], "left after `local down`");
+    let function_left = docker(&[
+        "ps",
+        "--all",
+        "--quiet",
+        "--filter",
+        &format!("name=^{function}$"),
+    ]);
+    assert!(
+        function_left.is_empty(),
+        "the function container {function} is still there"
+    );
     let endpoint = stack
         .endpoint_url
         .trim_start_matches("http://")
         .trim_end_matches('/');
-    assert!(
-        !port_open(&stack.registry),
-        "registry {} still accepts connections",
-        stack.registry
-    );
-    assert!(
-        !port_open(endpoint),
-        "emulator {endpoint} still accepts connections"
-    );
+    let lambda = stack.lambda_url.trim_start_matches("http://");
+    for addr in [stack.registry.as_str(), endpoint, lambda] {
+        assert!(!port_open(addr), "{addr} still accepts connections");
+    }
     assert!(
         !stack_file().exists(),
-        "stack.json still claims a running stack"
+        "the stack record still claims a running stack"
     );
-    // Idempotent: a second down finds nothing to stop and succeeds.
+    // Idempotent: a second down finds nothing and succeeds.
     xtask(&["local", "down"]);
 
     if std::env::var("XTASK_LOCAL_DOWN_NO_RESTORE").as_deref() != Ok("1") {

@@ -1,8 +1,8 @@
 //! Reproducible images: one commit gives one digest.
 //!
-//! Each build runs the `docker buildx build` line of the `local` environment's image plan
-//! (labels, build args, `SOURCE_DATE_EPOCH` from the commit, the OCI export with
-//! `rewrite-timestamp=true`) without the registry cache, into an OCI archive.
+//! Each build runs the SSE function's `docker buildx bake` target of the `local` environment's
+//! image plan (labels, build args, `SOURCE_DATE_EPOCH` from the commit, OCI media types)
+//! without the registry cache, exported to an OCI archive instead of pushed.
 //! - Two builds from an emptied builder cache (`docker buildx prune --all`) give one digest.
 //! - A build that reuses layers cached *before* its commit, from a context whose files are
 //!   older than the commit, gives the digest of a clean build of that commit; and a change to
@@ -20,70 +20,126 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use xshell::Shell;
-use xtask::cmdline::CmdLine;
-use xtask::plan::{Action, image};
+use xtask::plan::{Action, image, steps::ImageOptions};
 use xtask::settings::Settings;
+use xtask::tools::docker::{self, BakeTarget};
 use xtask::{facts, paths};
 
 /// The tests of this file prune the builder cache, so they run one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// The plan's build line, minus the registry cache, exporting to `dest`.
-fn clean_build_line(dest: &Path, metadata: &Path) -> CmdLine {
+/// The plan's bake target of the SSE function, as `image` would build it.
+fn plan_target() -> BakeTarget {
     let sh = Shell::new().unwrap();
     sh.change_dir(support::root());
     let settings = Settings::load(&support::root().join(paths::SETTINGS)).unwrap();
     let env = settings.environment("local").unwrap();
+    let (git, contents) = facts::git(&sh, env).unwrap();
     let facts = facts::Facts {
         tools: vec![],
-        git: facts::git(&sh, env).unwrap(),
+        git,
+        contents,
         builder: facts::builder(&sh, env.builder.as_deref()).unwrap(),
-        host_runs: facts::host_runs(env.platform),
+        host: None,
+        run: "reproducible".into(),
+        now: "20260101T000000Z".into(),
+        tf_cli_config: None,
     };
     let opts = image::Options {
-        force: true,
+        image: ImageOptions {
+            force: true,
+            ..ImageOptions::default()
+        },
         ..image::Options::default()
     };
-    let plan = image::plan(env, &facts, opts).unwrap();
-    let Some(Action::Build { cmd, archive, .. }) = plan
-        .steps
-        .iter()
-        .map(|s| &s.action)
-        .find(|a| matches!(a, Action::Build { .. }))
-    else {
-        panic!("no build step in\n{plan}");
-    };
-    let archive = archive
-        .clone()
-        .expect("the local stack's docker driver exports an OCI archive");
-    let mut args = Vec::new();
-    let mut it = cmd.args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            // No registry cache: every step runs.
-            "--cache-from" | "--cache-to" => {
-                it.next();
-            }
-            "--metadata-file" => {
-                it.next();
-                args.push(arg.clone());
-                args.push(metadata.display().to_string());
-            }
-            _ => args.push(arg.replace(&archive, &dest.display().to_string())),
+    let plan = image::plan(env, &facts, &opts).unwrap();
+    let targets = plan.steps.iter().find_map(|s| match &s.action {
+        Action::Bake { targets, .. } => Some(targets.clone()),
+        _ => None,
+    });
+    let targets = targets.unwrap_or_else(|| panic!("no bake step in\n{plan}"));
+    let target = targets.into_iter().find(|t| t.name == "sse-streaming");
+    let target = target.expect("the bake builds the SSE function");
+    assert!(target.args.contains_key("SOURCE_DATE_EPOCH"), "{target:?}");
+    target
+}
+
+/// One build of `target`: an OCI archive at `dest` instead of the push, no registry cache, the
+/// plan's exporter options kept. The bake file and its metadata go next to `dest`.
+struct Build {
+    target: BakeTarget,
+    dest: PathBuf,
+    extra: Vec<String>,
+}
+
+impl Build {
+    fn new(target: &BakeTarget, dest: &Path) -> Build {
+        let mut target = target.clone();
+        target.cache_from.clear();
+        target.cache_to.clear();
+        target.tags.clear();
+        let options: Vec<String> = target.output[0]
+            .split(',')
+            .filter(|o| !o.starts_with("type=") && !o.starts_with("push="))
+            .map(String::from)
+            .collect();
+        let dest_text = dest.display();
+        target.output = vec![format!("type=oci,dest={dest_text},{}", options.join(","))];
+        Build {
+            target,
+            dest: dest.to_path_buf(),
+            extra: vec![],
         }
     }
-    assert!(
-        args.iter().any(|a| a.starts_with("SOURCE_DATE_EPOCH=")),
-        "{args:?}"
-    );
-    assert!(
-        args.iter().any(|a| a.ends_with(",rewrite-timestamp=true")),
-        "{args:?}"
-    );
-    CmdLine {
-        program: cmd.program.clone(),
-        args,
-        env: vec![],
+
+    fn epoch(&self) -> u64 {
+        self.target.args["SOURCE_DATE_EPOCH"].parse().unwrap()
+    }
+
+    /// This build for another commit time and another context (with its `Dockerfile`).
+    fn variant(&self, epoch: u64, context: &Path, dest: &Path, extra: &[&str]) -> Build {
+        let mut b = Build::new(&self.target, dest);
+        b.target.context = context.display().to_string();
+        b.target.dockerfile = "Dockerfile".into();
+        b.target
+            .args
+            .insert("SOURCE_DATE_EPOCH".into(), epoch.to_string());
+        b.extra = extra.iter().map(|a| a.to_string()).collect();
+        b
+    }
+
+    /// Runs the bake; the manifest digest and the plain progress.
+    fn run(&self) -> (String, String) {
+        let file = self.dest.with_extension("bake.json");
+        let metadata = self.dest.with_extension("metadata.json");
+        std::fs::write(&file, docker::bake_file([&self.target].into_iter())).unwrap();
+        let out = Command::new("docker")
+            .args(["buildx", "bake", "--progress=plain", "--file"])
+            .arg(&file)
+            .arg("--metadata-file")
+            .arg(&metadata)
+            .args(&self.extra)
+            .current_dir(support::root())
+            .output()
+            .unwrap();
+        let progress = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{self}\n{progress}");
+        let meta: Value =
+            serde_json::from_str(&std::fs::read_to_string(&metadata).unwrap()).unwrap();
+        let digest = meta[&self.target.name]["containerimage.digest"].as_str();
+        (digest.unwrap().to_string(), progress)
+    }
+}
+
+impl std::fmt::Display for Build {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = &self.target;
+        let (context, dockerfile) = (&t.context, &t.dockerfile);
+        write!(
+            f,
+            "bake {context} {dockerfile} {:?} {:?}",
+            t.output, self.extra
+        )
     }
 }
 
@@ -102,20 +158,9 @@ fn run(program: &str, args: &[&str]) -> String {
 }
 
 /// One build from an empty builder cache; returns the manifest digest.
-fn clean_build(line: &CmdLine, metadata: &Path) -> String {
+fn clean_build(build: &Build) -> String {
     run("docker", &["buildx", "prune", "--all", "--force"]);
-    let out = Command::new(&line.program)
-        .args(&line.args)
-        .current_dir(support::root())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{line}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let meta: Value = serde_json::from_str(&std::fs::read_to_string(metadata).unwrap()).unwrap();
-    meta["containerimage.digest"].as_str().unwrap().to_string()
+    build.run().0
 }
 
 /// An unpacked OCI archive: its manifest, config and layer blobs.
@@ -251,11 +296,10 @@ fn two_clean_builds_of_one_commit_give_one_digest() {
     let mut archives = Vec::new();
     for name in ["first", "second"] {
         let archive = scratch.join(format!("{name}.oci.tar"));
-        let metadata = scratch.join(format!("{name}.json"));
-        let line = clean_build_line(&archive, &metadata);
-        let digest = clean_build(&line, &metadata);
+        let build = Build::new(&plan_target(), &archive);
+        let digest = clean_build(&build);
         println!("{name} clean build: {digest}");
-        println!("  {line}");
+        println!("  {build}");
         digests.push(digest);
         archives.push(archive);
     }
@@ -279,20 +323,12 @@ fn two_clean_builds_of_one_commit_give_one_digest() {
 /// keeps times) leaves them: 2001-09-09.
 const OLD_MTIME: &str = "@1000000000";
 
-/// The build context and Dockerfile of `line`, copied into `to` (as `to/Dockerfile`). The
+/// The build context and Dockerfile of `target`, copied into `to` (as `to/Dockerfile`). The
 /// copies' times are the copy's time unless `mtime` sets them (`touch -d` syntax).
-fn copy_context(line: &CmdLine, to: &Path, mtime: Option<&str>) {
-    let context = support::root().join(line.args.last().unwrap());
-    assert!(
-        context.is_dir(),
-        "the build line must end with its context: {line}"
-    );
-    let file = line
-        .args
-        .iter()
-        .position(|a| a == "--file")
-        .map(|i| support::root().join(&line.args[i + 1]))
-        .expect("the build line names its Dockerfile");
+fn copy_context(target: &BakeTarget, to: &Path, mtime: Option<&str>) {
+    let context = support::root().join(&target.context);
+    assert!(context.is_dir(), "{target:?}");
+    let file = context.join(&target.dockerfile);
     std::fs::create_dir_all(to).unwrap();
     let mut copied = Vec::new();
     for entry in std::fs::read_dir(&context).unwrap() {
@@ -310,70 +346,6 @@ fn copy_context(line: &CmdLine, to: &Path, mtime: Option<&str>) {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         run("touch", &args);
     }
-}
-
-/// `line` for another commit time (`SOURCE_DATE_EPOCH`), with the Dockerfile and context of
-/// `context`, exporting to `dest` and `metadata`, with plain progress and `extra` options.
-fn variant(
-    line: &CmdLine,
-    epoch: u64,
-    context: &Path,
-    (dest, metadata): (&Path, &Path),
-    extra: &[&str],
-) -> CmdLine {
-    let (_, options) = line.args.split_last().unwrap();
-    let mut args = Vec::new();
-    let mut it = options.iter();
-    while let Some(arg) = it.next() {
-        let value = match arg.as_str() {
-            "--file" => Some(context.join("Dockerfile").display().to_string()),
-            "--metadata-file" => Some(metadata.display().to_string()),
-            "--output" => Some(
-                it.clone()
-                    .next()
-                    .unwrap()
-                    .split(',')
-                    .map(|part| match part.strip_prefix("dest=") {
-                        Some(_) => format!("dest={}", dest.display()),
-                        None => part.to_string(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
-            _ => None,
-        };
-        if let Some(value) = value {
-            it.next();
-            args.push(arg.clone());
-            args.push(value);
-        } else if arg.starts_with("SOURCE_DATE_EPOCH=") {
-            args.push(format!("SOURCE_DATE_EPOCH={epoch}"));
-        } else {
-            args.push(arg.clone());
-        }
-    }
-    args.push("--progress=plain".to_string());
-    args.extend(extra.iter().map(|a| a.to_string()));
-    args.push(context.display().to_string());
-    CmdLine {
-        program: line.program.clone(),
-        args,
-        env: vec![],
-    }
-}
-
-/// One build with whatever the builder cache holds; the manifest digest and the plain progress.
-fn build(line: &CmdLine, metadata: &Path) -> (String, String) {
-    let out = Command::new(&line.program)
-        .args(&line.args)
-        .current_dir(support::root())
-        .output()
-        .unwrap();
-    let progress = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{line}\n{progress}");
-    let meta: Value = serde_json::from_str(&std::fs::read_to_string(metadata).unwrap()).unwrap();
-    let digest = meta["containerimage.digest"].as_str().unwrap().to_string();
-    (digest, progress)
 }
 
 /// Whether the plain progress shows the step whose line contains `step` as `CACHED`. Panics
@@ -411,7 +383,6 @@ fn a_build_from_an_older_cache_gives_the_clean_build_digest() {
     let paths = |name: &str| {
         (
             scratch.join(format!("{name}.oci.tar")),
-            scratch.join(format!("{name}.json")),
             scratch.join(format!("{name}-context")),
         )
     };
@@ -419,19 +390,13 @@ fn a_build_from_an_older_cache_gives_the_clean_build_digest() {
     // A: the previous commit's build (its commit time T1 is the plan's, HEAD's), from an
     // empty builder cache, which then holds layers whose files carry A's build time.
     // The plan's line, computed once (each computation hashes the tree through git).
-    let (archive_a, meta_a, context_a) = paths("a");
-    let line = clean_build_line(&archive_a, &meta_a);
-    let t1: u64 = line
-        .args
-        .iter()
-        .find_map(|a| a.strip_prefix("SOURCE_DATE_EPOCH="))
-        .unwrap()
-        .parse()
-        .unwrap();
-    copy_context(&line, &context_a, None);
+    let (archive_a, context_a) = paths("a");
+    let target = plan_target();
+    let line = Build::new(&target, &archive_a);
+    let t1 = line.epoch();
+    copy_context(&target, &context_a, None);
     run("docker", &["buildx", "prune", "--all", "--force"]);
-    let line_a = variant(&line, t1, &context_a, (&archive_a, &meta_a), &[]);
-    let (digest_a, _) = build(&line_a, &meta_a);
+    let (digest_a, _) = line.variant(t1, &context_a, &archive_a, &[]).run();
     println!("A: previous commit (SOURCE_DATE_EPOCH={t1}), empty cache: {digest_a}");
 
     // The next commit: its time T2 is later than every file A wrote.
@@ -440,10 +405,10 @@ fn a_build_from_an_older_cache_gives_the_clean_build_digest() {
     assert!(t1 < t2, "HEAD's commit time {t1} is in the future");
 
     // B: T2, reusing A's cache, from a context whose files are older than both commits.
-    let (archive_b, meta_b, context_b) = paths("b");
-    copy_context(&line, &context_b, Some(OLD_MTIME));
-    let line_b = variant(&line, t2, &context_b, (&archive_b, &meta_b), &[]);
-    let (digest_b, progress_b) = build(&line_b, &meta_b);
+    let (archive_b, context_b) = paths("b");
+    copy_context(&target, &context_b, Some(OLD_MTIME));
+    let line_b = line.variant(t2, &context_b, &archive_b, &[]);
+    let (digest_b, progress_b) = line_b.run();
     println!("B: SOURCE_DATE_EPOCH={t2}, A's cache, context files from {OLD_MTIME}: {digest_b}");
     println!("  {line_b}");
     assert!(
@@ -453,17 +418,11 @@ fn a_build_from_an_older_cache_gives_the_clean_build_digest() {
     );
 
     // C: T2, clean: no builder cache and no cached step, from a fresh copy of the context.
-    let (archive_c, meta_c, context_c) = paths("c");
-    copy_context(&line, &context_c, None);
-    let line_c = variant(
-        &line,
-        t2,
-        &context_c,
-        (&archive_c, &meta_c),
-        &["--no-cache"],
-    );
+    let (archive_c, context_c) = paths("c");
+    copy_context(&target, &context_c, None);
+    let line_c = line.variant(t2, &context_c, &archive_c, &["--no-cache"]);
     run("docker", &["buildx", "prune", "--all", "--force"]);
-    let (digest_c, progress_c) = build(&line_c, &meta_c);
+    let (digest_c, progress_c) = line_c.run();
     println!("C: SOURCE_DATE_EPOCH={t2}, clean: {digest_c}");
     println!("  {line_c}");
     assert!(!cached(&progress_c, PIP_STEP), "{progress_c}");
@@ -483,8 +442,8 @@ fn a_build_from_an_older_cache_gives_the_clean_build_digest() {
 
     // D: a change to handler.py alone, with C's cache: the dependency step is cached and the
     // image differs from C's in exactly one layer, the handler's.
-    let (archive_d, meta_d, context_d) = paths("d");
-    copy_context(&line, &context_d, None);
+    let (archive_d, context_d) = paths("d");
+    copy_context(&target, &context_d, None);
     let handler = context_d.join("handler.py");
     let text = std::fs::read_to_string(&handler).unwrap();
     std::fs::write(
@@ -492,8 +451,7 @@ fn a_build_from_an_older_cache_gives_the_clean_build_digest() {
         format!("{text}\n# a change to the handler only\n"),
     )
     .unwrap();
-    let line_d = variant(&line, t2, &context_d, (&archive_d, &meta_d), &[]);
-    let (digest_d, progress_d) = build(&line_d, &meta_d);
+    let (digest_d, progress_d) = line.variant(t2, &context_d, &archive_d, &[]).run();
     println!("D: handler.py changed, C's cache: {digest_d}");
     assert_ne!(digest_d, digest_c);
     assert!(

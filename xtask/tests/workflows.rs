@@ -394,6 +394,8 @@ struct XtaskRun {
     line: usize,
     command: String,
     env: String,
+    /// `promote --from`.
+    from: Option<String>,
 }
 
 /// The subcommand's name as a developer types it.
@@ -402,6 +404,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Image(_) => "image",
         Command::Deploy(_) => "deploy",
         Command::Rollback(_) => "rollback",
+        Command::Promote(_) => "promote",
         Command::Bootstrap(_) => "bootstrap",
         Command::Local(_) => "local",
         Command::Ci(_) => "ci",
@@ -500,15 +503,22 @@ fn xtask_runs(
         let argv = std::iter::once("cargo xtask").chain(args.split_whitespace());
         match Cli::try_parse_from(argv) {
             Ok(cli) => {
-                let env = cli.global.env.clone();
+                let (env, from) = match &cli.command {
+                    Command::Promote(p) => (p.to.clone(), Some(p.from.clone())),
+                    _ => (cli.global.env.clone(), None),
+                };
                 if let Err(err) = settings.environment(&env) {
                     problems.push(format!("{where_} line {line}: `{text}`: {err:#}"));
+                }
+                if let Some(from) = from.as_deref().filter(|f| settings.environment(f).is_err()) {
+                    problems.push(format!("{where_} line {line}: `{text}`: unknown environment `{from}`"));
                 }
                 runs.push(XtaskRun {
                     step,
                     line,
                     command: command_name(&cli.command).to_owned(),
                     env,
+                    from,
                 });
             }
             Err(err) => problems.push(format!(
@@ -592,7 +602,15 @@ fn substitute(node: &Node, inputs: &BTreeMap<String, String>) -> Node {
                     .and_then(|n| inputs.get(n))
                 {
                     Some(input) => value.push_str(input),
-                    None => value.push_str(&rest[start..start + len + 2]),
+                    // Inside a larger expression an input becomes a quoted literal, so a
+                    // condition such as `inputs.x == ''` can be decided for this caller.
+                    None => {
+                        let mut expr = expression.to_string();
+                        for (name, input) in inputs {
+                            expr = expr.replace(&format!("inputs.{name}"), &format!("'{input}'"));
+                        }
+                        value.push_str(&format!("${{{{ {expr} }}}}"));
+                    }
                 }
                 rest = &rest[start + len + 2..];
             }
@@ -800,6 +818,9 @@ fn job_runs(
         .iter()
         .enumerate()
     {
+        if step.get_str("if").and_then(static_condition) == Some(false) {
+            continue;
+        }
         if let Some(Node::Scalar(script)) = step.get("run") {
             let mut vars = job_vars.clone();
             vars.extend(scalars(step.get("env")));
@@ -809,9 +830,33 @@ fn job_runs(
     runs
 }
 
+/// A condition of literals only, `${{ 'a' == 'b' }}` or `!=`, decided; `None` for the rest.
+fn static_condition(condition: &str) -> Option<bool> {
+    let expr = condition
+        .trim()
+        .strip_prefix("${{")?
+        .strip_suffix("}}")?
+        .trim();
+    let (op, equal) = if expr.contains("==") {
+        ("==", true)
+    } else {
+        ("!=", false)
+    };
+    let (a, b) = expr.split_once(op)?;
+    let literal = |s: &str| {
+        let s = s.trim();
+        s.strip_prefix('\'')?.strip_suffix('\'').map(str::to_owned)
+    };
+    Some((literal(a)? == literal(b)?) == equal)
+}
+
 fn deploys(runs: &[XtaskRun]) -> bool {
-    runs.iter()
-        .any(|r| matches!(r.command.as_str(), "image" | "deploy" | "rollback") && r.env != "local")
+    runs.iter().any(|r| {
+        matches!(
+            r.command.as_str(),
+            "image" | "deploy" | "rollback" | "promote"
+        ) && r.env != "local"
+    })
 }
 
 /// A job with steps. `condition` is its `if:`, with its caller's when it is called.
@@ -999,28 +1044,51 @@ fn check_deploy_job(
     }
     let step_of = |command: &str| runs.iter().find(|r| r.command == command).map(|r| r.step);
     let (image, deploy) = (step_of("image"), step_of("deploy"));
-    // A job that only rolls back deploys an image that is already pushed.
-    let rollback_only =
-        image.is_none() && deploy.is_none() && runs.iter().any(|r| r.command == "rollback");
-    if !rollback_only && !matches!((image, deploy), (Some(i), Some(d)) if i < d) {
-        problems.push(format!(
-            "{where_}: a deploy job runs `cargo xtask image --env {env}`, then `cargo xtask deploy --env {env}`"
-        ));
+    let promoted_from = settings
+        .environment(env)
+        .ok()
+        .and_then(|e| e.promote_from.clone());
+    let promotes: Vec<&XtaskRun> = runs.iter().filter(|r| r.command == "promote").collect();
+    match &promoted_from {
+        // An environment that runs only what another ran is promoted, and never builds.
+        Some(source) => {
+            if image.is_some() || deploy.is_some() {
+                problems.push(format!(
+                    "{where_}: `{env}` has promote_from = \"{source}\": it is only ever promoted (`cargo xtask promote --from {source} --to {env}`), never built or deployed"
+                ));
+            }
+            if !promotes
+                .iter()
+                .any(|r| r.from.as_deref() == Some(source.as_str()))
+            {
+                problems.push(format!(
+                    "{where_}: `{env}` has promote_from = \"{source}\": the job runs `cargo xtask promote --from {source} --to {env}`"
+                ));
+            }
+        }
+        None => {
+            // A job that only rolls back deploys an image that is already pushed.
+            let rollback_only =
+                image.is_none() && deploy.is_none() && runs.iter().any(|r| r.command == "rollback");
+            if !rollback_only && !matches!((image, deploy), (Some(i), Some(d)) if i < d) {
+                problems.push(format!(
+                    "{where_}: a deploy job runs `cargo xtask image --env {env}`, then `cargo xtask deploy --env {env}`"
+                ));
+            }
+            if let Some(r) = promotes.first() {
+                problems.push(format!(
+                    "{where_}: promotes into `{env}`, whose settings have no promote_from = \"{}\"",
+                    r.from.as_deref().unwrap_or_default()
+                ));
+            }
+        }
     }
     let steps = job.get("steps").map(Node::items).unwrap_or_default();
-    if let Some(image) = step_of("image") {
+    if let Some(image) = image {
         if steps[image].get_str("id") != Some("image") {
             problems.push(format!(
                 "{where_}: the `cargo xtask image` step needs `id: image`"
             ));
-        }
-        for output in ["digest", "image_uri"] {
-            let expected = format!("${{{{ steps.image.outputs.{output} }}}}");
-            if job.get("outputs").and_then(|o| o.get_str(output)) != Some(expected.as_str()) {
-                problems.push(format!(
-                    "{where_}: job output `{output}` must be `{expected}`"
-                ));
-            }
         }
     }
 
@@ -1079,12 +1147,13 @@ fn check_deploy_job(
         }
     }
 
-    // A protected environment (prod) is deployed by hand only, never by a push.
+    // A protected environment (prod) is reached only from main: by hand, or by promotion
+    // after its source environment's job (see `prod_is_promoted_after_preprod`).
     if settings.environments.get(env).is_some_and(|e| e.protected) {
         let condition = condition.unwrap_or_default();
-        if !condition.contains("github.event_name == 'workflow_dispatch'") {
+        if !condition.contains("github.ref == 'refs/heads/main'") {
             problems.push(format!(
-                "{where_}: `{env}` is protected; the job's `if:` must require `github.event_name == 'workflow_dispatch'`, found `{condition}`"
+                "{where_}: `{env}` is protected; the job's `if:` must require `github.ref == 'refs/heads/main'`, found `{condition}`"
             ));
         }
     }
@@ -1138,7 +1207,7 @@ fn workflows_are_valid() {
 }
 
 #[test]
-fn deploy_workflow_deploys_preprod_on_push_and_prod_by_hand() {
+fn prod_is_promoted_after_preprod_and_never_built() {
     let doc = parse_yaml(&workflow("deploy.yml")).unwrap();
     let on = doc.get("on").unwrap();
     let branches: Vec<_> = on
@@ -1150,27 +1219,64 @@ fn deploy_workflow_deploys_preprod_on_push_and_prod_by_hand() {
         .filter_map(Node::str)
         .collect();
     assert_eq!(branches, ["main"]);
-    assert!(on.get("workflow_dispatch").is_some());
     let jobs = doc.get("jobs").unwrap();
     let mut by_env = BTreeMap::new();
-    for (_, job) in jobs.entries() {
+    for (id, job) in jobs.entries() {
         // One job definition for every environment.
         assert_eq!(
             job.get_str("uses"),
             Some("./.github/workflows/deploy-env.yml")
         );
-        let env = job.get("with").and_then(|w| w.get_str("environment"));
-        by_env.insert(env.unwrap(), job.get_str("if").unwrap_or_default());
+        let with = job.get("with").unwrap();
+        by_env.insert(with.get_str("environment").unwrap(), (id.as_str(), job));
     }
     assert_eq!(
         by_env.keys().copied().collect::<Vec<_>>(),
         ["preprod", "prod"]
     );
-    assert!(by_env["preprod"].contains("github.event_name == 'push'"));
-    assert!(by_env["prod"].contains("github.event_name == 'workflow_dispatch'"));
-    assert!(by_env["prod"].contains("inputs.environment == 'prod'"));
-    assert!(by_env["prod"].contains("github.ref == 'refs/heads/main'"));
-    assert!(!by_env["prod"].contains("'push'"));
+    let (preprod_id, preprod) = by_env["preprod"];
+    assert_eq!(
+        preprod.get("with").unwrap().get_str("promote-from"),
+        None,
+        "preprod builds"
+    );
+    let (_, prod) = by_env["prod"];
+    assert_eq!(
+        prod.get("with").unwrap().get_str("promote-from"),
+        Some("preprod")
+    );
+    assert_eq!(
+        prod.get_str("needs"),
+        Some(preprod_id),
+        "prod waits for preprod's job"
+    );
+    assert_eq!(
+        settings()
+            .environment("prod")
+            .unwrap()
+            .promote_from
+            .as_deref(),
+        Some("preprod")
+    );
+    // As called for prod, the job runs promote and nothing that builds.
+    let called = parse_yaml(&workflow("deploy-env.yml")).unwrap();
+    let inputs: BTreeMap<String, String> = [
+        ("environment", "prod"),
+        ("aws-region", "eu-west-1"),
+        ("promote-from", "preprod"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let job = substitute(&called.get("jobs").unwrap().entries()[0].1, &inputs);
+    let mut problems = vec![];
+    let runs = job_runs("prod", &job, &settings(), &mut problems);
+    assert_clean(&problems);
+    let commands: Vec<(&str, &str, Option<&str>)> = runs
+        .iter()
+        .map(|r| (r.command.as_str(), r.env.as_str(), r.from.as_deref()))
+        .collect();
+    assert_eq!(commands, [("promote", "prod", Some("preprod"))]);
 }
 
 /// The region is written once per environment, in the settings; each call of the deploy job
@@ -1231,7 +1337,7 @@ fn checks_catch_broken_workflows() {
         // A deploy job without its `deploy` step.
         (
             CALLED,
-            "      - id: deploy\n        env:\n          DEPLOY_ENV: ${{ inputs.environment }}\n        run: cargo xtask deploy --env \"$DEPLOY_ENV\"\n",
+            "      - id: deploy\n        if: ${{ inputs.promote-from == '' }}\n        env:\n          DEPLOY_ENV: ${{ inputs.environment }}\n        run: cargo xtask deploy --env \"$DEPLOY_ENV\"\n",
             "",
             "then `cargo xtask deploy --env preprod`",
         ),
@@ -1292,8 +1398,8 @@ fn checks_catch_broken_workflows() {
         ),
         (
             CALLED,
-            "      contents: read\n    outputs",
-            "      contents: write\n    outputs",
+            "      contents: read\n    steps",
+            "      contents: write\n    steps",
             "exactly `id-token: write`",
         ),
         (
@@ -1420,16 +1526,29 @@ fn checks_catch_broken_workflows() {
             "must be `required: true` or have a `default`",
         ),
         (
-            CALLED,
-            "value: ${{ jobs.deploy.outputs.digest }}",
-            "value: ${{ jobs.deploy.outputs.image_uri }}",
-            "`on.workflow_call.outputs.digest.value`",
+            CALLER,
+            "    if: github.ref == 'refs/heads/main'\n",
+            "",
+            "is protected",
+        ),
+        // prod runs only what preprod ran: never built, always promoted from preprod.
+        (
+            CALLER,
+            "      promote-from: preprod\n",
+            "",
+            "it is only ever promoted",
         ),
         (
             CALLER,
-            "github.event_name == 'workflow_dispatch' && ",
-            "",
-            "is protected",
+            "      promote-from: preprod\n",
+            "      promote-from: local\n",
+            "the job runs `cargo xtask promote --from preprod --to prod`",
+        ),
+        (
+            CALLER,
+            "      aws-region: eu-west-1\n\n  prod:",
+            "      aws-region: eu-west-1\n      promote-from: prod\n\n  prod:",
+            "whose settings have no promote_from",
         ),
         (CALLED, "id: image", "id: build", "needs `id: image`"),
     ];

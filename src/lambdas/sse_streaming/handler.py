@@ -11,6 +11,11 @@ Contract (the README's "The stream contract" has the long form):
   K >= N the stream is over and the answer is 204, which stops EventSource.
 - On SIGTERM/SIGINT each open stream sends a `shutdown` event and ends, so it
   finishes inside uvicorn's graceful-shutdown timeout and clients resume.
+- `SSE_HANDOVER_MARGIN_SECONDS` before its deadline, each stream sends a
+  `handover` event and ends, so the response completes inside the Lambda
+  invocation and EventSource resumes in the next. The deadline is the
+  invocation's (the adapter's `x-amzn-lambda-context` header), or
+  `SSE_MAX_STREAM_SECONDS` after the request if that is sooner or there is none.
 - HEAD works wherever GET does; CORS is on only for `CORS_ALLOW_ORIGINS`.
 """
 
@@ -18,11 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import os
 import re
 import signal
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -56,6 +63,16 @@ HEARTBEAT_FRAME = b": heartbeat\n\n"
 TICK_EVENT = "tick"
 END_EVENT = "end"
 SHUTDOWN_EVENT = "shutdown"
+HANDOVER_EVENT = "handover"
+# The reconnect delay a handover asks for: the stream is healthy, so the client
+# should come back at once, but not so fast that a failing reconnect spins.
+HANDOVER_RETRY_MS = 250
+# The AWS Lambda Web Adapter (0.9.1, src/lib.rs) puts lambda_runtime's Context
+# here as JSON; its `deadline` is the invocation's end in epoch milliseconds.
+LAMBDA_CONTEXT_HEADER = "x-amzn-lambda-context"
+# No invocation lasts longer, so a deadline further than this from now, either
+# way, is not one: cargo-lambda 1.9.2's emulator sends the constant 600000 (1970).
+LAMBDA_MAX_TIMEOUT_SECONDS = 900
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -72,18 +89,34 @@ class Settings:
     retry_ms: int = 3000
     # Origins allowed to read responses cross-origin; empty means no CORS headers at all.
     cors_allow_origins: tuple[str, ...] = ()
+    # Off: streams run to their end whatever the deadline (Lambda then cuts them).
+    handover: bool = True
+    # Streams hand over this long before their deadline.
+    handover_margin_seconds: float = 5.0
+    # No stream lasts longer, invocation or not (without the adapter's header, the only limit).
+    max_stream_seconds: float = 900.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read the settings; a bad value raises ValueError naming the variable."""
         env = os.environ if environ is None else environ
-        return cls(
+        settings = cls(
             version=env.get("APP_VERSION", "").strip() or "unknown",
             revision=env.get("APP_REVISION", "").strip() or "unknown",
             heartbeat_seconds=_env_float(env, "SSE_HEARTBEAT_SECONDS", 15.0, low=0.01, high=3600.0),
             retry_ms=_env_int(env, "SSE_RETRY_MS", 3000, low=0, high=3_600_000),
             cors_allow_origins=_env_origins(env, "CORS_ALLOW_ORIGINS"),
+            handover=_env_switch(env, "SSE_HANDOVER"),
+            handover_margin_seconds=_env_float(env, "SSE_HANDOVER_MARGIN_SECONDS", 5.0, low=0.1, high=600.0),
+            max_stream_seconds=_env_float(env, "SSE_MAX_STREAM_SECONDS", 900.0, low=1.0, high=86400.0),
         )
+        if settings.max_stream_seconds <= settings.handover_margin_seconds:
+            # Every stream without a deadline header would hand over before its first tick.
+            raise ValueError(
+                f"SSE_MAX_STREAM_SECONDS={settings.max_stream_seconds:g} must be greater than"
+                f" SSE_HANDOVER_MARGIN_SECONDS={settings.handover_margin_seconds:g}"
+            )
+        return settings
 
 
 def _env_float(env: Mapping[str, str], name: str, default: float, *, low: float, high: float) -> float:
@@ -110,6 +143,13 @@ def _env_int(env: Mapping[str, str], name: str, default: int, *, low: int, high:
     if not low <= value <= high:
         raise ValueError(f"{name}={raw!r} is out of range; expected [{low}, {high}]")
     return value
+
+
+def _env_switch(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip()
+    if raw.lower() not in ("", "on", "off"):
+        raise ValueError(f"{name}={raw!r} is not a switch; expected on or off (unset means on)")
+    return raw.lower() != "off"
 
 
 def _env_origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
@@ -180,10 +220,18 @@ def end_frame(last_id: int, sent: int) -> bytes:
 
 
 def shutdown_frame(last_id: int) -> bytes:
+    return _resume_frame(SHUTDOWN_EVENT, last_id, "server shutting down")
+
+
+def handover_frame(last_id: int, retry_ms: int) -> bytes:
+    return _resume_frame(HANDOVER_EVENT, last_id, "invocation deadline", f"retry: {retry_ms}\n")
+
+
+def _resume_frame(event: str, last_id: int, reason: str, extra: str = "") -> bytes:
     # The id repeats the last one sent (or the one resumed from), so a client
     # that reconnects, by hand or as EventSource does, resumes right after it.
-    data = json.dumps({"last_id": last_id, "reason": "server shutting down"}, separators=(",", ":"))
-    return f"id: {last_id}\nevent: {SHUTDOWN_EVENT}\ndata: {data}\n\n".encode()
+    data = json.dumps({"last_id": last_id, "reason": reason}, separators=(",", ":"))
+    return f"id: {last_id}\nevent: {event}\n{extra}data: {data}\n\n".encode()
 
 
 async def sse_frames(
@@ -193,14 +241,17 @@ async def sse_frames(
     heartbeat_seconds: float,
     retry_ms: int,
     shutdown: asyncio.Event | None = None,
+    handover_at: float = math.inf,
 ) -> AsyncIterator[bytes]:
     """Encode ticks as SSE, adding a heartbeat after each quiet `heartbeat_seconds`.
 
     The source's next tick is awaited in its own task so that a heartbeat
     timeout never cancels the source mid-step; that task is always cancelled
     and awaited before this generator finishes, however it finishes. Once
-    `shutdown` is set the stream sends a `shutdown` event and ends.
+    `shutdown` is set the stream sends a `shutdown` event and ends; from the
+    event-loop time `handover_at` on, it sends a `handover` event and ends.
     """
+    loop = asyncio.get_running_loop()
     pending: asyncio.Task[Tick] | None = None
     stopping: asyncio.Task[object] | None = None
     sent = 0
@@ -210,20 +261,30 @@ async def sse_frames(
         while True:
             if pending is None:
                 pending = asyncio.create_task(_next_tick(ticks), name="sse-next-tick")
+            timeout, handing_over = heartbeat_seconds, False
+            if handover_at - loop.time() <= heartbeat_seconds:
+                timeout, handing_over = max(handover_at - loop.time(), 0.0), True
             done, _ = await asyncio.wait(
-                (pending, stopping), timeout=heartbeat_seconds, return_when=asyncio.FIRST_COMPLETED
+                (pending, stopping), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
             if stopping in done:
                 yield shutdown_frame(last_id)
                 return
-            if not done:
+            tick: Tick | None = None
+            if done:
+                finished, pending = pending, None
+                try:
+                    tick = finished.result()
+                except StopAsyncIteration:
+                    break
+            # A tick that is ready only at the handover is left unsent: the
+            # next invocation resumes after `last_id` and produces it again.
+            if handing_over and (tick is None or loop.time() >= handover_at):
+                yield handover_frame(last_id, min(retry_ms, HANDOVER_RETRY_MS))
+                return
+            if tick is None:
                 yield HEARTBEAT_FRAME
                 continue
-            finished, pending = pending, None
-            try:
-                tick = finished.result()
-            except StopAsyncIteration:
-                break
             last_id = tick.id
             sent += 1
             yield tick_frame(tick)
@@ -364,9 +425,61 @@ def parse_last_event_id(raw: str | None) -> int:
     return int(raw)
 
 
+def parse_lambda_deadline(raw: str | None, now: float) -> float | None:
+    """The invocation's deadline in epoch seconds from `x-amzn-lambda-context`; None when absent.
+
+    A header that is there but is not a JSON object with a positive numeric
+    `deadline` (epoch milliseconds, as lambda_runtime serializes its Context),
+    or whose deadline is not within LAMBDA_MAX_TIMEOUT_SECONDS of `now` (epoch
+    seconds), raises ValueError saying so. A deadline just past is returned:
+    the stream then hands over at once.
+    """
+    if raw is None:
+        return None
+    try:
+        context = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ValueError(f"{LAMBDA_CONTEXT_HEADER} is not JSON: {raw[:80]!r}") from None
+    deadline = context.get("deadline") if isinstance(context, dict) else None
+    # Compared before any float conversion, so a huge integer cannot overflow.
+    if isinstance(deadline, bool) or not isinstance(deadline, int | float) or not 0 < deadline < 2**53:
+        raise ValueError(
+            f"{LAMBDA_CONTEXT_HEADER} has no positive numeric deadline (epoch milliseconds): {raw[:80]!r}"
+        )
+    if abs(deadline / 1000 - now) > LAMBDA_MAX_TIMEOUT_SECONDS:
+        raise ValueError(
+            f"{LAMBDA_CONTEXT_HEADER} deadline {deadline} (epoch milliseconds) is more than"
+            f" {LAMBDA_MAX_TIMEOUT_SECONDS} s from now, so it is no invocation's"
+        )
+    return deadline / 1000
+
+
 def create_app(settings: Settings | None = None, source: EventSource | None = None) -> FastAPI:
     settings = Settings.from_env() if settings is None else settings
     source = ClockSource() if source is None else source
+    logger = logging.getLogger(__name__)
+    warned = False
+
+    def handover_at(lambda_context: str | None) -> float:
+        """The event-loop time at which a stream starting now hands over; inf when that is off."""
+        nonlocal warned
+        if not settings.handover:
+            return math.inf
+        now = time.time()
+        deadline = now + settings.max_stream_seconds
+        try:
+            invocation_deadline = parse_lambda_deadline(lambda_context, now)
+        except ValueError as error:
+            # Once per app (the image runs one): a broken adapter would otherwise log on every stream.
+            if not warned:
+                warned = True
+                logger.warning("%s; only SSE_MAX_STREAM_SECONDS limits streams", error)
+            invocation_deadline = None
+        if invocation_deadline is not None:
+            deadline = min(deadline, invocation_deadline)
+        # The loop's clock is monotonic; the deadline is wall-clock time, converted once here.
+        return asyncio.get_running_loop().time() + deadline - now - settings.handover_margin_seconds
+
     app = FastAPI(title="sse-streaming", version=settings.version, lifespan=lifespan)
     if settings.cors_allow_origins:
         # The only place CORS is applied: not in the Function URL, not in a proxy.
@@ -430,6 +543,7 @@ def create_app(settings: Settings | None = None, source: EventSource | None = No
                 heartbeat_seconds=settings.heartbeat_seconds,
                 retry_ms=settings.retry_ms,
                 shutdown=getattr(request.state, "shutdown", None),
+                handover_at=handover_at(request.headers.get(LAMBDA_CONTEXT_HEADER)),
             )
         )
 

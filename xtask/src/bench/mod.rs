@@ -1,197 +1,255 @@
 //! `cargo xtask bench`: timings of `image` on the local stack, every scenario measured against
-//! a clean-build baseline in the same run, because these machines are noisy. Results are
-//! recorded as JSON under `target/bench/`. `--suite deploy` times the no-change deploy against
-//! a bare `terraform plan` (see `bench/deploy.rs`).
+//! a clean build in the same run, because these machines are noisy; `--suite deploy` times the
+//! no-change deploy against a bare `terraform plan` (`bench/deploy.rs`). Results are recorded as
+//! JSON under `target/bench/`. Each image round builds in a scratch clone of the repository (so
+//! the one-file change never touches the tracked tree), into repositories of its own (so a clean
+//! build finds no registry cache), with the builder cache pruned where a scenario says so.
 
 mod deploy;
-mod stats;
 
-use stats::median;
-
-use std::{
-    path::Path,
-    process::{Command, Stdio},
-    time::{Instant, SystemTime},
-};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
-use xshell::cmd;
+use xshell::{Shell, cmd};
 
-use crate::aws::Aws;
 use crate::cli::{BenchArgs, BenchSuite, Global};
 use crate::facts::utc_stamp;
-use crate::paths;
-use crate::pipeline::{load_settings, local_config, shell};
+use crate::report::{RunResult, Status};
+use crate::settings::Settings;
+use crate::{local, paths, pipeline};
 
-/// What one round measures, in order. Each is a whole `cargo xtask image` as a user runs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Scenario {
-    /// Empty builder cache, empty repository: every layer is built, pip installs from PyPI.
-    Clean,
-    /// Builder cache pruned, the registry cache from the clean build imported.
-    RegistryCache,
-    /// Builder cache warm: what a developer's second build costs.
-    LocalCache,
-    /// The content tag is already pushed: nothing is built.
-    Skip,
+/// The median of the samples (the mean of the middle two for an even count).
+pub(crate) fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
-impl Scenario {
-    const ALL: [Scenario; 4] = [
-        Scenario::Clean,
-        Scenario::RegistryCache,
-        Scenario::LocalCache,
-        Scenario::Skip,
-    ];
-    fn name(self) -> &'static str {
-        match self {
-            Scenario::Clean => "clean build (baseline)",
-            Scenario::RegistryCache => "rebuild, registry cache only",
-            Scenario::LocalCache => "rebuild, warm builder",
-            Scenario::Skip => "no change (skipped)",
+/// What both suites start from: the settings, the running stack, the run's stamp and
+/// `target/bench/`.
+struct Bench {
+    settings: Settings,
+    env: String,
+    sh: Shell,
+    running: local::Running,
+    stamp: String,
+    dir: PathBuf,
+}
+
+impl Bench {
+    fn new(global: &Global) -> Result<Bench> {
+        let settings = Settings::load(&pipeline::settings_path(global)?)?;
+        let env = settings.environment(&global.env)?;
+        if env.local.is_none() {
+            let name = &env.name;
+            bail!("bench runs on the local stack only; `{name}` is not a local-stack environment");
         }
+        let sh = paths::shell()?;
+        let running = pipeline::local_up(&sh, env, &settings)?;
+        let (env, dir) = (env.name.clone(), paths::root().join("target/bench"));
+        sh.create_dir(&dir)?;
+        let stamp = utc_stamp(SystemTime::now()).to_ascii_lowercase();
+        Ok(Bench {
+            settings,
+            env,
+            sh,
+            running,
+            stamp,
+            dir,
+        })
     }
-    fn prune_first(self) -> bool {
-        matches!(self, Scenario::Clean | Scenario::RegistryCache)
+
+    /// `target/bench/<name>-<stamp>.<ext>`.
+    fn file(&self, name: &str, ext: &str) -> PathBuf {
+        self.dir.join(format!("{name}-{}.{ext}", self.stamp))
     }
-    fn args(self) -> &'static [&'static str] {
-        match self {
-            Scenario::Skip => &["image", "--no-smoke"],
-            _ => &["image", "--force", "--no-smoke"],
-        }
+
+    /// Writes `record`, with the run's stamp, rounds and host, to `<name>-<stamp>.json`.
+    fn record(&self, name: &str, runs: u32, mut record: serde_json::Value) -> Result<()> {
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        record["host"] = json!({ "cores": cores });
+        (record["recorded"], record["runs"]) = (self.stamp.clone().into(), runs.into());
+        let (file, text) = (
+            self.file(name, "json"),
+            serde_json::to_string_pretty(&record)?,
+        );
+        self.sh.write_file(&file, text + "\n")?;
+        let shown = file.strip_prefix(paths::root()).unwrap_or(&file).display();
+        println!("recorded in {shown}");
+        Ok(())
     }
 }
+
+/// Runs `xtask ARGS --env ENV --json --config CONFIG` in the repository `root`; its time and
+/// its result, which must be a success.
+fn xtask(root: &Path, config: &Path, env: &str, args: &[&str]) -> Result<(f64, RunResult)> {
+    let started = Instant::now();
+    let out = Command::new(std::env::current_exe()?)
+        .args(args)
+        .args(["--env", env, "--json", "--config"])
+        .arg(config)
+        .env("XTASK_ROOT", root)
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .output()?;
+    let secs = started.elapsed().as_secs_f64();
+    let args = args.join(" ");
+    if !out.status.success() {
+        bail!(
+            "`xtask {args}` failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let result: RunResult =
+        serde_json::from_slice(&out.stdout).context("xtask printed no JSON result")?;
+    if result.status != Status::Ok {
+        bail!("`xtask {args}` reported {:?}", result.status);
+    }
+    Ok((secs, result))
+}
+
+/// The digest a run's result names for `function`.
+fn digest(result: &RunResult, function: &str) -> String {
+    let found = result.functions.iter().find(|f| f.name == function);
+    found.and_then(|f| f.digest.clone()).unwrap_or_default()
+}
+
+/// `a / b` to three decimals.
+fn ratio(a: f64, b: f64) -> f64 {
+    (a / b * 1000.0).round() / 1000.0
+}
+
+/// Prints each scenario's median and its share of the first's; the rows of the record.
+fn table(names: &[&str], samples: &[Vec<f64>]) -> Vec<serde_json::Value> {
+    println!("  {:<48} {:>8} {:>12}", "scenario", "median", "vs first");
+    let first = median(&samples[0]);
+    let rows = names.iter().zip(samples).map(|(name, times)| {
+        let (m, vs) = (median(times), ratio(median(times), first));
+        println!("  {name:<48} {m:>7.2}s {:>11.1}%", vs * 100.0);
+        json!({"scenario": name, "seconds": times, "median": m, "vs_baseline": vs})
+    });
+    rows.collect()
+}
+
+/// The scenarios, in the order a round runs them.
+const SCENARIOS: [&str; 5] = [
+    "clean: every function in one bake (baseline)",
+    "clean: the functions one after the other",
+    "rebuild, builder pruned, registry cache",
+    "rebuild, warm builder, one file changed",
+    "no change (every build skipped)",
+];
 
 pub fn run(global: &Global, args: BenchArgs) -> Result<()> {
+    let bench = Bench::new(global)?;
     if args.suite == BenchSuite::Deploy {
-        return deploy::run(global, args.runs);
+        return deploy::run(&bench, args.runs);
     }
-    let settings = load_settings(global)?;
-    let env = settings.environment(&global.env)?;
-    local_config(env).with_context(|| {
-        format!(
-            "bench runs on the local stack only; `{}` is not a local-stack environment",
-            env.name
-        )
-    })?;
-    let sh = shell()?;
-    crate::pipeline::local_up(&sh, env)?;
-    let aws = Aws::connect(env)?;
-    let exe = std::env::current_exe()?;
-    let stamp = utc_stamp(SystemTime::now());
-    let dir = paths::root().join("target/bench");
-    sh.create_dir(&dir)?;
-
-    let mut samples: Vec<(Scenario, Vec<f64>)> =
-        Scenario::ALL.iter().map(|&s| (s, vec![])).collect();
-    for round in 1..=args.runs {
-        // A fresh repository per round, so the clean build finds no registry cache.
-        let repository = format!(
-            "bench-{}-{round}-{}",
-            stamp.to_ascii_lowercase(),
-            env.repository
-        );
-        aws.create_repository(&repository)?;
-        let config = dir.join(format!("settings-{stamp}-{round}.toml"));
-        sh.write_file(
-            &config,
-            derived_settings(&settings.path, &env.name, &repository)?,
-        )?;
-        for (scenario, times) in &mut samples {
-            if scenario.prune_first() {
-                cmd!(sh, "docker buildx prune --all --force")
-                    .quiet()
-                    .ignore_stdout()
-                    .run()?;
-            }
-            let secs = time_image(&exe, &config, &env.name, scenario.args())
-                .with_context(|| format!("round {round}: {}", scenario.name()))?;
-            eprintln!(
-                "round {round}/{}: {:<30} {secs:6.1}s",
-                args.runs,
-                scenario.name()
-            );
-            times.push(secs);
-        }
-    }
-
-    let baseline = median(&samples[0].1);
-    let rows: Vec<_> = samples
-        .iter()
-        .map(|(scenario, times)| {
-            let m = median(times);
-            json!({
-                "scenario": scenario.name(),
-                "seconds": times,
-                "median": m,
-                "vs_baseline": (m / baseline * 1000.0).round() / 1000.0,
-            })
-        })
-        .collect();
-    let record = json!({
-        "recorded": stamp,
-        "environment": env.name,
-        "runs": args.runs,
-        "host": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
-        "scenarios": rows,
-    });
-    let file = dir.join(format!("image-{stamp}.json"));
-    sh.write_file(&file, serde_json::to_string_pretty(&record)? + "\n")?;
+    let tree = bench.dir.join(format!("tree-{}", bench.stamp));
+    let root = paths::root();
+    cmd!(bench.sh, "git clone --quiet --local {root} {tree}").run()?;
+    let result = rounds(&bench, &tree, args.runs);
+    let _ = std::fs::remove_dir_all(&tree);
+    let (samples, digests) = result?;
 
     println!(
         "cargo xtask image on the local stack, median of {} rounds:",
         args.runs
     );
-    println!("  {:<30} {:>8} {:>12}", "scenario", "median", "vs baseline");
-    for row in &rows {
-        println!(
-            "  {:<30} {:>7.1}s {:>11.1}%",
-            row["scenario"].as_str().unwrap_or_default(),
-            row["median"].as_f64().unwrap_or_default(),
-            row["vs_baseline"].as_f64().unwrap_or_default() * 100.0
-        );
-    }
-    println!(
-        "recorded in {}",
-        file.strip_prefix(paths::root()).unwrap_or(&file).display()
-    );
-    Ok(())
+    let rows = table(&SCENARIOS, &samples);
+    let reproducible = digests.iter().all(|(a, b)| a == b);
+    let yes = if reproducible { "yes" } else { "NO" };
+    println!("  two clean builds of one commit gave one digest per function: {yes}");
+    let env = bench.settings.environment(&bench.env)?;
+    bench.record(
+        "image",
+        args.runs,
+        json!({
+            "environment": env.name,
+            "functions": env.functions.iter().map(|f| &f.name).collect::<Vec<_>>(),
+            "scenarios": rows,
+            "bake_vs_one_after_the_other": ratio(median(&samples[0]), median(&samples[1])),
+            "two_clean_builds_one_digest": reproducible,
+            "clean_digests": digests,
+        }),
+    )
 }
 
-/// The settings file with the environment's repository replaced, so a round starts empty.
-fn derived_settings(path: &Path, env: &str, repository: &str) -> Result<String> {
-    let text = std::fs::read_to_string(path)?;
-    let header = format!("[environments.{env}]");
-    let Some(at) = text.find(&header) else {
-        bail!("{} has no {header} table", path.display());
-    };
-    let end = at + header.len();
-    Ok(format!(
-        "{}\nrepository = \"{repository}\"{}",
-        &text[..end],
-        &text[end..]
-    ))
+type Samples = (Vec<Vec<f64>>, Vec<(String, String)>);
+
+fn rounds(bench: &Bench, tree: &Path, runs: u32) -> Result<Samples> {
+    let env = bench.settings.environment(&bench.env)?;
+    let functions: Vec<String> = env.functions.iter().map(|f| f.name.clone()).collect();
+    let first = env.functions.first().context("no function")?;
+    let prune = cmd!(bench.sh, "docker buildx prune --all --force");
+    let prune = prune.quiet().ignore_stdout();
+    let prune = || prune.run();
+    let (mut samples, mut digests) = (vec![vec![]; SCENARIOS.len()], vec![]);
+    for round in 1..=runs {
+        // Two sets of fresh repositories: the bake's, and the one-by-one builds'.
+        let config = |set: &str| -> Result<PathBuf> {
+            let path = tree.join(format!("target/bench-{set}-{round}.toml"));
+            let prefix = format!("b{}-{set}{round}", bench.stamp);
+            let text = with_repositories(&bench.settings.path, &env.name, &functions, &prefix)?;
+            std::fs::create_dir_all(path.parent().expect("a file in target/"))?;
+            std::fs::write(&path, text)?;
+            Ok(path)
+        };
+        let (baked, single) = (config("a")?, config("b")?);
+        let image = |config: &Path, extra: &[&str]| {
+            let args = [&["image", "--no-smoke"], extra].concat();
+            xtask(tree, config, &env.name, &args)
+        };
+        prune()?;
+        let (t, bake) = image(&baked, &["--force"])?;
+        let mut times = vec![t];
+        prune()?;
+        let mut one_by_one = 0.0;
+        for name in &functions {
+            let (t, r) = image(&single, &["--force", "--function", name])?;
+            one_by_one += t;
+            digests.push((digest(&bake, name), digest(&r, name)));
+        }
+        times.push(one_by_one);
+        prune()?;
+        times.push(image(&baked, &["--force"])?.0);
+        // A real change to one function's code: its layer rebuilds, the rest is cached.
+        let changed = tree.join(&first.build_context).join("handler.py");
+        let text = std::fs::read_to_string(&changed)?;
+        std::fs::write(&changed, format!("{text}\n# bench round {round}\n"))?;
+        times.push(image(&baked, &[])?.0);
+        times.push(image(&baked, &[])?.0);
+        std::fs::write(&changed, text)?;
+        for (i, t) in times.iter().enumerate() {
+            eprintln!("round {round}/{runs}: {:<48} {t:6.2}s", SCENARIOS[i]);
+            samples[i].push(*t);
+        }
+    }
+    Ok((samples, digests))
 }
 
-fn time_image(exe: &Path, config: &Path, env: &str, args: &[&str]) -> Result<f64> {
-    let started = Instant::now();
-    let out = Command::new(exe)
-        .args(args)
-        .args(["--env", env, "--json", "--config"])
-        .arg(config)
-        .current_dir(paths::root())
-        .stdin(Stdio::null())
-        .output()?;
-    let secs = started.elapsed().as_secs_f64();
-    if !out.status.success() {
-        bail!(
-            "`xtask {}` failed:\n{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
+/// The settings with every function of `env` pushed to repositories of its own (`prefix-NAME`).
+fn with_repositories(path: &Path, env: &str, functions: &[String], prefix: &str) -> Result<String> {
+    let mut text = std::fs::read_to_string(path)?;
+    for name in functions {
+        let table = format!("[environments.{env}.function.{name}]");
+        let line = format!("repository = \"{prefix}-{name}\"");
+        text = match text.find(&table) {
+            Some(at) => {
+                let (head, tail) = text.split_at(at + table.len());
+                format!("{head}\n{line}{tail}")
+            }
+            None => format!("{text}\n{table}\n{line}\n"),
+        };
     }
-    Ok(secs)
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -205,15 +263,25 @@ mod tests {
     }
 
     #[test]
-    fn derived_settings_override_only_the_repository() {
+    fn bench_settings_change_only_the_repositories() {
         let path = paths::root().join(paths::SETTINGS);
-        let text = derived_settings(&path, "local", "bench-x").unwrap();
-        let settings = crate::settings::Settings::parse(&path, &text).unwrap();
-        let local = settings.environment("local").unwrap();
-        assert_eq!(local.repository, "bench-x");
-        let original = crate::settings::Settings::load(&path).unwrap();
-        let mut expected = original.environment("local").unwrap().clone();
-        expected.repository = "bench-x".into();
-        assert_eq!(local, &expected);
+        let names = ["sse-streaming".to_string(), "status".to_string()];
+        let text = with_repositories(&path, "local", &names, "bx").unwrap();
+        let derived = Settings::parse(&path, &text).unwrap();
+        let original = Settings::load(&path).unwrap();
+        let (got, want) = (
+            derived.environment("local").unwrap(),
+            original.environment("local").unwrap(),
+        );
+        for (g, w) in got.functions.iter().zip(&want.functions) {
+            assert_eq!(g.repository, format!("bx-{}", w.name));
+            let mut g = g.clone();
+            g.repository = w.repository.clone();
+            assert_eq!(&g, w);
+        }
+        assert_eq!(
+            derived.environment("prod").unwrap(),
+            original.environment("prod").unwrap()
+        );
     }
 }

@@ -1,297 +1,143 @@
-//! The Docker engine with buildx and the containerd image store.
-//!
-//! An engine that already answers is used as is. Otherwise, as root on
-//! Debian, xtask installs trixie's docker.io, containerd and docker-buildx
-//! (bookworm has no buildx and a too-old engine), turns the containerd image
-//! store on, and starts containerd and dockerd itself (there is no systemd).
+//! The Docker engine the stack runs on: the user's own (Docker Desktop, OrbStack, colima, or
+//! Docker on Linux for a member of the `docker` group), used as it is. `local up` checks what
+//! it needs and names every missing piece with its fix; it never changes the engine. Only where
+//! no engine answers, on a root Debian machine (CI), `provision` installs and starts one.
 
-use std::collections::BTreeMap;
-use std::os::unix::net::UnixStream;
-use std::path::Path;
-use std::time::{Duration, Instant};
-
-use anyhow::{Context, bail};
+use anyhow::{Result, bail};
 use xshell::{Shell, cmd};
 
-use super::process::{self, CONTAINERD, DOCKERD};
-use super::{Ctx, Health, step};
+use super::provision;
 
-const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
-const DAEMON_JSON: &str = "/etc/docker/daemon.json";
-const ADDRESS: &str = "unix:///var/run/docker.sock";
+/// Compose 2.23.1 added `configs.content`, which holds the registries' htpasswd.
+const COMPOSE_MIN: (u32, u32, u32) = (2, 23, 1);
 
-/// What to install where xtask will not install an engine itself.
-const INSTALL_HINT: &str = "Install Docker Engine 24 or newer with the buildx plugin \
-     (Debian/Ubuntu: the docker-ce, docker-ce-cli, containerd.io and docker-buildx-plugin \
-     packages from https://docs.docker.com/engine/install/; macOS/Windows: Docker Desktop), \
-     turn on the containerd image store (\"features\": {\"containerd-snapshotter\": true} in \
-     daemon.json, or Settings > General > \"Use containerd for pulling and storing images\" in \
-     Docker Desktop), start it, and rerun `cargo xtask local up`. As root on Debian, xtask \
-     installs and starts one itself.";
+const FIX_DESKTOP: &str = "Docker Desktop / OrbStack: start the app; for the image store, Docker \
+     Desktop Settings > General > \"Use containerd for pulling and storing images\"";
+const FIX_COLIMA: &str = "colima: `colima start --vm-type vz` (Docker runtime); for the image \
+     store, `docker: {features: {containerd-snapshotter: true}}` in ~/.colima/default/colima.yaml, \
+     then `colima delete && colima start`";
+const FIX_LINUX: &str = "Linux: Docker Engine 25+ with the buildx and compose plugins \
+     (docker-ce, docker-buildx-plugin, docker-compose-plugin from docs.docker.com/engine/install), \
+     `\"features\": {\"containerd-snapshotter\": true}` in /etc/docker/daemon.json (the default on \
+     fresh Engine 29 installs), and your user in the `docker` group";
 
-fn docker_answers(sh: &Shell) -> bool {
-    let fmt = "{{.ServerVersion}}";
-    cmd!(sh, "docker info --format {fmt}")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .is_ok_and(|v| {
-            // `docker info` prints an empty server version when the daemon is unreachable.
-            !v.trim().is_empty()
-        })
+/// What `docker info`, `docker buildx version` and `docker compose version` print (empty when
+/// they fail).
+fn probe(sh: &Shell) -> [String; 3] {
+    let read = |c: xshell::Cmd<'_>| c.quiet().ignore_stderr().read().unwrap_or_default();
+    let format = "{{.ServerVersion}} {{json .DriverStatus}}";
+    [
+        read(cmd!(sh, "docker info --format {format}")),
+        read(cmd!(sh, "docker buildx version")),
+        read(cmd!(sh, "docker compose version --short")),
+    ]
 }
 
-fn buildx_version(sh: &Shell) -> Option<String> {
-    cmd!(sh, "docker buildx version")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .ok()
-}
-
-/// The default `docker` buildx driver can export a registry cache only with
-/// the containerd image store, which `docker info` reports as a snapshotter driver type.
-fn containerd_store(sh: &Shell) -> anyhow::Result<bool> {
-    let fmt = "{{json .DriverStatus}}";
-    let status = cmd!(sh, "docker info --format {fmt}").quiet().read()?;
-    Ok(status.contains("io.containerd.snapshotter"))
-}
-
-fn summary(sh: &Shell) -> String {
-    let fmt = "{{.ServerVersion}}";
-    let server = cmd!(sh, "docker info --format {fmt}")
-        .quiet()
-        .ignore_stderr()
-        .read();
-    let buildx = buildx_version(sh).unwrap_or_default();
-    let buildx = buildx.split_whitespace().nth(1).unwrap_or("?").to_string();
-    format!(
-        "engine {}, buildx {buildx}",
-        server.unwrap_or_default().trim()
-    )
-}
-
-pub(crate) fn ensure(
-    ctx: &mut Ctx<'_>,
-    pids: &mut BTreeMap<String, u32>,
-) -> anyhow::Result<Health> {
-    let started = Instant::now();
-    let sh = ctx.sh;
-    let record = |pids: &mut BTreeMap<String, u32>, ctx: &Ctx<'_>| {
-        for d in [CONTAINERD, DOCKERD] {
-            if let Some(pid) = process::recorded(&ctx.paths, &d) {
-                pids.insert(d.name.to_string(), pid);
-            }
-        }
+/// What the engine offers, or everything it lacks with the fixes.
+fn verdict([info, buildx, compose]: &[String; 3]) -> Result<String> {
+    let (server, status) = info.trim().split_once(' ').unwrap_or_default();
+    let (buildx, compose) = (buildx.trim(), compose.trim());
+    let missing: Vec<String> = if server.is_empty() {
+        vec!["no Docker engine answers (`docker info`)".into()]
+    } else {
+        [
+            (
+                buildx.is_empty(),
+                "the buildx plugin (`docker buildx version` fails)".into(),
+            ),
+            (
+                compose.is_empty(),
+                "the compose plugin (`docker compose version` fails)".into(),
+            ),
+            (
+                !compose.is_empty() && version(compose) < COMPOSE_MIN,
+                format!("Compose 2.23.1 or newer (found {compose})"),
+            ),
+            // It keeps a pushed single-platform manifest byte for byte; the classic store
+            // rewrites it on push, and its default builder cannot export a registry cache.
+            (
+                !status.contains("io.containerd.snapshotter"),
+                "the containerd image store (`docker info -f '{{.DriverStatus}}'` shows no \
+                 io.containerd.snapshotter.v1)"
+                    .into(),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(missing, what)| missing.then_some(what))
+        .collect()
     };
-
-    if docker_answers(sh) && buildx_version(sh).is_some() {
-        record(pids, ctx);
-        let ours = pids.contains_key(DOCKERD.name);
-        let store = containerd_store(sh)?;
-        if !store {
-            if ours {
-                bail!(
-                    "the dockerd we started runs without the containerd image store; check {DAEMON_JSON}"
-                );
-            }
-            // An engine we did not start is used as is; say what will not work.
-            eprintln!(
-                "warning: the running Docker engine has the containerd image store off, so the default \
-                 builder cannot export a registry cache (type=registry). Turn it on: {INSTALL_HINT}"
-            );
-        }
-        let who = if ours {
-            "started by xtask"
-        } else {
-            "already running, used as is"
-        };
-        let store = if store {
-            "containerd store"
-        } else {
-            "NO containerd store"
-        };
-        return Ok(Health {
-            name: "docker",
-            address: ADDRESS.into(),
-            healthy: true,
-            health: format!("healthy: {}, {store}, {who}", summary(sh)),
-            elapsed: started.elapsed(),
-        });
-    }
-
-    let missing_binaries = ["dockerd", "containerd", "runc"]
-        .iter()
-        .any(|p| process::which(p).is_none())
-        || !Path::new("/usr/libexec/docker/cli-plugins/docker-buildx").exists()
-            && buildx_version(sh).is_none();
-    if missing_binaries {
-        if !super::apt::can_install() {
-            let why = if docker_answers(sh) {
-                "The Docker engine answers but `docker buildx version` fails."
-            } else {
-                "No Docker engine answers (`docker info` fails)."
-            };
-            bail!("{why} {INSTALL_HINT}");
-        }
-        step("installing a Docker engine: Debian trixie's docker.io, containerd and docker-buildx");
-        ctx.apt.add_trixie()?;
-        // Only these three come from trixie; everything they pull in (runc,
-        // iptables, …) stays on the machine's own release.
-        ctx.apt
-            .install(
-                sh,
-                &[
-                    "docker.io/trixie",
-                    "containerd/trixie",
-                    "docker-buildx/trixie",
-                    "runc",
-                ],
-            )
-            .context("installing the Docker engine")?;
-    }
-
-    if merge_daemon_json()? {
-        step(format!(
-            "turned on the containerd image store in {DAEMON_JSON}"
-        ));
-    }
-
-    if UnixStream::connect(CONTAINERD_SOCKET).is_err() {
-        let mut child = match process::recorded(&ctx.paths, &CONTAINERD) {
-            Some(_) => None,
-            None => {
-                let exe = process::which("containerd").context("containerd not on PATH")?;
-                Some(process::spawn(&ctx.paths, &CONTAINERD, &exe, &[], &[])?)
-            }
-        };
-        process::wait_healthy(
-            child.as_mut(),
-            &CONTAINERD,
-            &ctx.paths.log(CONTAINERD.name),
-            Duration::from_secs(30),
-            || UnixStream::connect(CONTAINERD_SOCKET).is_ok(),
-        )?;
-    }
-
-    if !docker_answers(sh) {
-        let mut child = match process::recorded(&ctx.paths, &DOCKERD) {
-            Some(_) => None,
-            None => {
-                refuse_foreign_dockerd()?;
-                let exe = process::which("dockerd").context("dockerd not on PATH")?;
-                let args = vec![format!("--containerd={CONTAINERD_SOCKET}")];
-                Some(process::spawn(&ctx.paths, &DOCKERD, &exe, &args, &[])?)
-            }
-        };
-        process::wait_healthy(
-            child.as_mut(),
-            &DOCKERD,
-            &ctx.paths.log(DOCKERD.name),
-            Duration::from_secs(60),
-            || docker_answers(sh),
-        )?;
-    }
-    if buildx_version(sh).is_none() {
-        bail!("`docker buildx version` fails after installing docker-buildx. {INSTALL_HINT}");
-    }
-    if !containerd_store(sh)? {
+    if !missing.is_empty() {
         bail!(
-            "dockerd runs without the containerd image store although {DAEMON_JSON} turns it on; \
-             see {}",
-            ctx.paths.log(DOCKERD.name).display()
+            "the local stack needs a Docker engine with buildx, compose and the containerd image \
+             store. Missing: {}.\nFix:\n- {FIX_DESKTOP}\n- {FIX_COLIMA}\n- {FIX_LINUX}\nthen rerun \
+             `cargo xtask local up`.",
+            missing.join("; ")
         );
     }
-    record(pids, ctx);
-    Ok(Health {
-        name: "docker",
-        address: ADDRESS.into(),
-        healthy: true,
-        health: format!(
-            "healthy: {}, containerd store, started by xtask",
-            summary(sh)
-        ),
-        elapsed: started.elapsed(),
-    })
+    let buildx = buildx.split_whitespace().nth(1).unwrap_or("?");
+    Ok(format!(
+        "engine {server}, buildx {buildx}, compose {compose}, containerd image store"
+    ))
 }
 
-/// A dockerd that runs but does not answer, and that we did not start, must not
-/// be fought over (two daemons on one data root corrupt it).
-fn refuse_foreign_dockerd() -> anyhow::Result<()> {
-    let pid = std::fs::read_to_string("/var/run/docker.pid")
-        .ok()
-        .and_then(|p| p.trim().parse().ok());
-    if let Some(pid) = pid.filter(|&p| process::runs_program(p, "dockerd")) {
-        bail!(
-            "a dockerd (pid {pid}) that this stack did not start is running but `docker info` \
-             does not answer; fix or stop it, then rerun `cargo xtask local up`"
+/// `2.26.1-4` or `v2.27.0-desktop.2` as (2, 26, 1).
+fn version(text: &str) -> (u32, u32, u32) {
+    let text = text.trim_start_matches('v');
+    let mut parts = text
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse().unwrap_or(0));
+    let mut next = || parts.next().unwrap_or(0);
+    (next(), next(), next())
+}
+
+/// Where the engine is, for the report line.
+pub(crate) fn address() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "default context".into())
+}
+
+/// Checks the engine; with `install`, a bare root Debian machine gets one installed first.
+pub(crate) fn ensure(sh: &Shell, install: bool) -> Result<String> {
+    let mut found = probe(sh);
+    let mut how = "used as it is";
+    if install && found[0].trim().is_empty() && provision::possible() {
+        provision::engine()?;
+        found = probe(sh);
+        how = "installed and started by xtask";
+    }
+    Ok(format!("{}, {how}", verdict(&found)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_missing_piece_is_named() {
+        let probed = |info: &str, buildx: &str, compose: &str| {
+            verdict(&[info.into(), buildx.into(), compose.into()]).map_err(|e| e.to_string())
+        };
+        let none = probed("", "", "").unwrap_err();
+        assert!(
+            none.contains("Missing: no Docker engine answers (`docker info`).")
+                && !none.contains("buildx plugin"),
+            "no engine: nothing else can be probed: {none}"
         );
-    }
-    Ok(())
-}
-
-/// Sets `features.containerd-snapshotter = true` in daemon.json, keeping any
-/// other settings; returns whether the file changed.
-fn merge_daemon_json() -> anyhow::Result<bool> {
-    let mut json: serde_json::Value = match std::fs::read_to_string(DAEMON_JSON) {
-        Ok(text) if !text.trim().is_empty() => serde_json::from_str(&text)
-            .with_context(|| format!("{DAEMON_JSON} is not valid JSON; fix it and rerun"))?,
-        _ => serde_json::json!({}),
-    };
-    let obj = json
-        .as_object_mut()
-        .with_context(|| format!("{DAEMON_JSON} is not a JSON object"))?;
-    let features = obj
-        .entry("features")
-        .or_insert_with(|| serde_json::json!({}));
-    let features = features
-        .as_object_mut()
-        .with_context(|| format!("\"features\" in {DAEMON_JSON} is not an object"))?;
-    if features.get("containerd-snapshotter") == Some(&serde_json::Value::Bool(true)) {
-        return Ok(false);
-    }
-    features.insert("containerd-snapshotter".into(), true.into());
-    super::write_if_changed(
-        Path::new(DAEMON_JSON),
-        &(serde_json::to_string_pretty(&json)? + "\n"),
-    )
-}
-
-pub(crate) fn status(ctx: &Ctx<'_>) -> Health {
-    let started = Instant::now();
-    let sh = ctx.sh;
-    let pids: Vec<String> = [CONTAINERD, DOCKERD]
-        .iter()
-        .filter_map(|d| process::recorded(&ctx.paths, d).map(|p| format!("{} pid {p}", d.name)))
-        .collect();
-    let who = if pids.is_empty() {
-        "not started by xtask".to_string()
-    } else {
-        pids.join(", ")
-    };
-    let (healthy, health) = if !docker_answers(sh) {
-        (
-            false,
-            format!("down: `docker info` does not answer ({who})"),
-        )
-    } else if buildx_version(sh).is_none() {
-        (false, format!("unhealthy: buildx missing ({who})"))
-    } else if !containerd_store(sh).unwrap_or(false) {
-        (
-            false,
-            format!("unhealthy: containerd image store off ({who})"),
-        )
-    } else {
-        (
-            true,
-            format!("healthy: {}, containerd store, {who}", summary(sh)),
-        )
-    };
-    Health {
-        name: "docker",
-        address: ADDRESS.into(),
-        healthy,
-        health,
-        elapsed: started.elapsed(),
+        let old = probed("26.1.5 [[\"Backing Filesystem\",\"extfs\"]]", "", "2.20.2").unwrap_err();
+        assert!(
+            old.contains("buildx plugin")
+                && old.contains("Compose 2.23.1 or newer (found 2.20.2)")
+                && old.contains("containerd image store")
+                && old.contains("colima start"),
+            "{old}"
+        );
+        let store = "28.0.1 [[\"driver-type\",\"io.containerd.snapshotter.v1\"]]";
+        let buildx = "github.com/docker/buildx v0.21.1 abc\n";
+        let good = probed(store, buildx, "v2.33.1-desktop.1\n").unwrap();
+        assert!(
+            good.contains("engine 28.0.1, buildx v0.21.1, compose v2.33.1-desktop.1"),
+            "{good}"
+        );
+        assert_eq!(version("2.26.1-4"), (2, 26, 1));
+        assert!(version("2.23.1") >= COMPOSE_MIN && version("2.9.0") < COMPOSE_MIN);
     }
 }

@@ -1,142 +1,42 @@
-//! Lambda emulation: cargo-lambda serves the Lambda Runtime API and a Function URL front end
-//! on the docker bridge, and function containers run under it the way Lambda runs an image.
-//!
-//! - **The emulator.** `local up` installs cargo-lambda 1.9.2 into
-//!   `target/local-stack/cargo-lambda-venv` and starts
-//!   `cargo-lambda lambda watch --only-lambda-apis --disable-cors -A <bridge> -P 9000
-//!   --manifest-path target/local-stack/lambda/project/Cargo.toml` as a daemon with a recorded
-//!   pid. `-A` takes one address, and it is the docker bridge's (docker0, e.g. 172.17.0.1):
-//!   containers reach the host there, and so does this machine, because the address is local
-//!   to it. Nothing listens on an outside interface. `--disable-cors` because the app applies
-//!   CORS itself, and a second `Access-Control-Allow-Origin` makes browsers reject a response.
-//! - **A function** runs its image's own ENTRYPOINT and CMD, with the Lambda Web Adapter
-//!   started beside it from `/opt/extensions` (as Lambda starts extensions), a read-only root
-//!   with a writable `/tmp`, the function's memory as the container's limit, and the variables
-//!   Lambda sets: `AWS_LAMBDA_RUNTIME_API=<bridge>:9000/.rt/<function>` and its twin
-//!   `AWS_LWA_LAMBDA_RUNTIME_API_PROXY`, `AWS_LAMBDA_FUNCTION_NAME`, `..._VERSION`,
-//!   `..._MEMORY_SIZE`, `AWS_REGION`, then the function's own variables (from a file, not argv).
-//! - **Each function has its own name in the emulator**, so its invokes queue separately: the
-//!   deployed function and a smoke test of the next image never take each other's requests.
-//!   cargo-lambda routes `/lambda-url/<function>/…` only for a binary of that name in its Cargo
-//!   project, so serving a function adds a `[[bin]]` to the dummy project (under a file lock).
-//! - **The Function URL** is `http://<bridge>:9000/lambda-url/<function>`; `/stream` below it
-//!   reaches the app's `/stream`.
-//! - **Served functions** (what `deploy` and `rollback` leave running) are recorded in
-//!   `target/local-stack/lambda/functions/<function>.json`: name, image and digest, environment,
-//!   memory, timeout, URL and container id. `local status` shows them; `local down` removes
-//!   their containers by the recorded ids.
-//!
-//! Known differences from Lambda. Neither the smoke test nor the tests depend on them:
-//! - **Overlapping invokes.** The emulator accepts the runtime's `POST …/response` before the
-//!   streamed body ends, so one adapter may run several invokes at once; Lambda gives one
-//!   execution environment one invoke at a time.
-//! - **Stale invokes.** An invoke whose client left before a runtime asked for it stays queued
-//!   and is delivered later. So the smoke test waits on one `/health` request rather than
-//!   polling with short timeouts, and each smoke test uses a fresh function name.
-//! - **Extra headers and CORS.** Responses carry `lambda-runtime-function-response-mode`; CORS
-//!   would be permissive without `--disable-cors`.
-//! - **The deadline** (`Lambda-Runtime-Deadline-Ms`) is fixed: the function's timeout is
-//!   recorded but not enforced (cargo-lambda's `--timeout` would apply to every route, the
-//!   runtime's long poll included).
-//! - **Lifecycle.** Extension `/event/next` answers 500 (the adapter ignores it), there is no
-//!   SHUTDOWN event, no freeze between invokes and no concurrency limit. A replaced container
-//!   gets `docker stop` (SIGTERM), so its open streams end with the app's `shutdown` event.
-//! - **No IAM auth** on the Function URL, whatever `function_url_auth_type` says.
+//! Lambda emulation: the compose service `lambda`, cargo-lambda 1.9.2 behind
+//! `infrastructure/local/lambda/front.py`, serves the Lambda Runtime API on the stack's network
+//! and Function URLs on 127.0.0.1, each registered function under its own name (so a served
+//! function and a smoke test never take each other's invokes) and with its own timeout,
+//! enforced as Lambda does: at the deadline the response ends where it stands and the function's
+//! log gets `Task timed out after N.NN seconds`. Function containers run under it the way Lambda
+//! runs an image (`tools::docker::run_lambda`). A served function (what `deploy` leaves running)
+//! is its container, `<project>-fn-<function>`, labelled with what it serves. The emulator's
+//! known differences from Lambda are listed in the README ("Local Function URL").
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use xshell::{Shell, cmd};
+use serde::{Deserialize, Serialize};
+use xshell::Shell;
 
-use super::process::{self, Daemon};
-use super::{Ctx, Health, Paths, step};
+use super::{compose, fnv64, images, network, project, read_stack, resolve, run, stack_dir};
 use crate::cmdline::CmdLine;
 use crate::http;
-use crate::tools::docker;
+use crate::settings::Platform;
+use crate::smoke;
+use crate::tools::docker::{self, FUNCTION_LABEL, LambdaContainer};
 
-mod project;
-mod served;
-
-pub use project::Registered;
-pub(crate) use project::replace_file;
-use project::{edit_functions, install};
-
-pub(crate) use served::stop_functions;
-pub use served::{
-    Function, ServeOutcome, Served, deployed, parse_function, serve, served, unserve,
-};
-
-/// The emulator's port on the bridge address.
-pub const PORT: u16 = 9000;
-/// The cargo-lambda release the project is tested against.
-const REQUIREMENT: &str = "cargo-lambda==1.9.2";
-const VERSION: &str = "cargo-lambda 1.9.2";
-/// The dummy project's own binary; never a function name.
-const PACKAGE: &str = "xtask-lambda-emulator";
-/// A function name the emulator never serves: its Function URL answers 404 at once.
-const PROBE: &str = "xtask-health-probe";
-/// Carried by every function container this stack starts, with the function's name.
-pub const LABEL: &str = "xtask.lambda-function";
-/// Lambda's default memory size, for a smoke test whose settings name none.
-pub const DEFAULT_MEMORY_MB: u32 = 128;
 /// How long a container may take to answer `/health` through the Function URL.
 pub const READY: Duration = Duration::from_secs(30);
+/// The Runtime API as function containers on the emulator's network reach it.
+pub(crate) const RUNTIME_API: &str = "lambda:9000/.rt";
+/// How long a replaced container's open streams get to end (uvicorn's graceful shutdown is 5 s).
+const STOP_GRACE_SECS: u32 = 8;
+/// The label that records what a served function's container serves.
+const SERVED: &str = "xtask.served";
 
-pub(crate) const LAMBDA: Daemon = Daemon {
-    name: "lambda",
-    program: "cargo-lambda",
-    grace: Duration::from_secs(10),
-};
-
-/// The variables Lambda sets for a function, pointed at the emulator's Runtime API `api`
-/// (`HOST:PORT/.rt`) under the function's own name. The adapter takes the prefixed API through
-/// two variables: `AWS_LAMBDA_RUNTIME_API` (extension registration, no scheme) and
-/// `AWS_LWA_LAMBDA_RUNTIME_API_PROXY` (its runtime client, with scheme).
-pub fn runtime_environment(
-    api: &str,
-    function: &str,
-    memory_mb: u32,
-    region: &str,
-) -> Vec<(String, String)> {
-    [
-        ("AWS_LAMBDA_RUNTIME_API", format!("{api}/{function}")),
-        (
-            "AWS_LWA_LAMBDA_RUNTIME_API_PROXY",
-            format!("http://{api}/{function}"),
-        ),
-        ("AWS_LAMBDA_FUNCTION_NAME", function.to_string()),
-        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_string()),
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory_mb.to_string()),
-        ("AWS_REGION", region.to_string()),
-        ("AWS_DEFAULT_REGION", region.to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
-}
-
-/// The labels of a function container.
-pub fn labels(function: &str) -> Vec<(String, String)> {
-    vec![(LABEL.to_string(), function.to_string())]
-}
-
-/// A Lambda function name (letters, digits, `-`, `_`; at most 64), which is also a Cargo
-/// binary name in the emulator's project and part of a container name.
+/// A Lambda function name (letters, digits, `-`, `_`; at most 64), also part of a container name.
 pub fn check_name(name: &str) -> Result<()> {
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        && name != PACKAGE
-        && name != PROBE;
-    if !valid {
+    let valid = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    let ok = (1..=64).contains(&name.len()) && name.chars().all(valid);
+    if !ok || name == "xtask-lambda-emulator" {
         bail!(
             "{name:?} is not a function name the Lambda emulator can serve (letters, digits, \
              `-` and `_`, at most 64)"
@@ -145,399 +45,513 @@ pub fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn watch_args(addr: SocketAddr, manifest: &Path) -> Vec<String> {
-    [
-        "lambda",
-        "watch",
-        "--only-lambda-apis",
-        "--disable-cors",
-        "-A",
-        &addr.ip().to_string(),
-        "-P",
-        &addr.port().to_string(),
-        "--manifest-path",
-        &manifest.display().to_string(),
-    ]
-    .iter()
-    .map(ToString::to_string)
-    .collect()
-}
-
-/// The emulator answers: a Function URL of a function it does not know is a quick 404 (a known
-/// function's would queue until a runtime takes the invoke).
-fn healthy(addr: SocketAddr) -> bool {
-    http::request(
-        "GET",
-        &format!("http://{addr}/lambda-url/{PROBE}/"),
-        &[],
-        b"",
-        Duration::from_secs(5),
-    )
-    .is_ok_and(|r| r.status == 404 && r.text().contains("Missing function"))
-}
-
-/// Runs a docker command quietly; a failure carries its stderr.
-fn output(sh: &Shell, line: &CmdLine) -> Result<String> {
-    let out = line
-        .to_cmd(sh)
-        .quiet()
-        .ignore_status()
-        .output()
-        .with_context(|| format!("running `{line}`"))?;
-    if !out.status.success() {
-        bail!(
-            "`{line}` failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// The host's address on the docker bridge, where containers reach it.
-fn bridge_ip(sh: &Shell) -> Result<Ipv4Addr> {
-    let text = output(sh, &docker::bridge_config())
-        .context("reading the docker bridge address (is the Docker engine running?)")?;
-    docker::parse_bridge_gateway(&text)
-}
-
-/// The full ids of every running container (records keep the id `docker run` printed), in
-/// one docker call: `up` runs before every command, and one check per served function (every
-/// deployed environment is served) cost a docker round trip each.
-fn running_containers(sh: &Shell) -> std::collections::BTreeSet<String> {
-    let format = "{{.ID}}";
-    cmd!(sh, "docker ps --no-trunc --format {format}")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .map(|names| names.lines().map(str::to_string).collect())
-        .unwrap_or_default()
-}
-
-fn running(sh: &Shell, container: &str) -> bool {
-    output(sh, &docker::running(container)).is_ok_and(|s| s.trim() == "true")
-}
-
-// --- The emulator ----------------------------------------------------------------------------
-
-/// A running emulator: the stack's, or a private one that this process stops when the value
-/// is dropped.
+/// A running Lambda emulator: the stack's, or a private one (a compose project of its own)
+/// that is removed when the value is dropped.
 pub struct Emulator {
-    addr: SocketAddr,
-    paths: Paths,
-    private: Option<Child>,
+    /// `http://127.0.0.1:<port>`.
+    base: String,
+    network: String,
+    private: Option<String>,
 }
 
 impl Emulator {
-    /// The stack's emulator, when `local up` started it and it still runs.
-    pub fn shared(sh: &Shell) -> Option<Emulator> {
-        let paths = Paths::new(sh);
-        let pid = process::recorded(&paths, &LAMBDA)?;
-        let args = process::cmdline(pid)?;
-        let value = |flag: &str| {
-            let i = args.iter().position(|a| a == flag)?;
-            args.get(i + 1)
-        };
-        let ip: IpAddr = value("-A")?.parse().ok()?;
-        let port: u16 = value("-P")?.parse().ok()?;
-        Some(Emulator {
-            addr: SocketAddr::new(ip, port),
-            paths,
+    /// The stack's emulator, when `local up` brought it up and it answers.
+    pub fn shared(_sh: &Shell) -> Option<Emulator> {
+        let stack = read_stack(&project())?;
+        let health = format!("{}/_xtask/health", stack.lambda_url);
+        let answer = http::request("GET", &health, &[], b"", Duration::from_secs(5));
+        let (base, network) = (stack.lambda_url, stack.network);
+        answer.is_ok_and(|r| r.status == 200).then_some(Emulator {
+            base,
+            network,
             private: None,
         })
     }
 
-    /// The stack's emulator when it answers; otherwise a private one on a free port of the
-    /// bridge, for this process only. A CI job for an AWS environment runs no local stack,
-    /// yet its smoke test goes through an emulated Function URL too.
+    /// The stack's emulator when it answers; otherwise a private one on a free port, for this
+    /// process only: a CI job for an AWS environment has no stack, yet smoke-tests the same way.
     pub fn shared_or_private(sh: &Shell) -> Result<Emulator> {
-        if let Some(shared) = Emulator::shared(sh).filter(|e| healthy(e.addr)) {
-            return Ok(shared);
-        }
-        let paths = Paths::new(sh);
-        std::fs::create_dir_all(&paths.dir)
-            .with_context(|| format!("creating {}", paths.dir.display()))?;
-        let exe = install(sh, &paths)?;
-        let manifest = edit_functions(&paths, |_| {})?;
-        let ip = bridge_ip(sh)?;
-        let port = TcpListener::bind((ip, 0))
-            .with_context(|| format!("finding a free port on the docker bridge {ip}"))?
-            .local_addr()?
-            .port();
-        let addr = SocketAddr::new(ip.into(), port);
-        let log_path = paths.log("lambda-private");
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("opening {}", log_path.display()))?;
-        let child = Command::new(&exe)
-            .args(watch_args(addr, &manifest))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            // Its own process group: a terminal's Ctrl-C reaches xtask, which stops it on drop.
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("starting {}", exe.display()))?;
+        Emulator::shared(sh).map_or_else(|| Emulator::private(sh), Ok)
+    }
+
+    /// A private emulator: a compose project of its own with only the `lambda` service, on a
+    /// port the engine picks; removed with its network and volume when the value is dropped.
+    pub fn private(sh: &Shell) -> Result<Emulator> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let name = format!(
+            "xtask-lambda-{}-{}",
+            std::process::id(),
+            now.subsec_micros()
+        );
+        let mut env = images::emulator_env(sh)?;
+        // Port 0: the engine picks a free one.
+        env.push(("LAMBDA_PORT".into(), "0".into()));
+        // Owned from here on, so that a failure below still removes the project.
+        let (base, network) = (String::new(), network(&name));
         let mut emulator = Emulator {
-            addr,
-            paths,
-            private: Some(child),
+            base,
+            network,
+            private: Some(name.clone()),
         };
-        process::wait_healthy(emulator.private.as_mut(), &LAMBDA, &log_path, READY, || {
-            healthy(addr)
-        })?;
+        let up = ["up", "--detach", "--wait", "--wait-timeout", "60", "lambda"];
+        run(sh, &compose(&name, &env, &up)).context("starting a private Lambda emulator")?;
+        let port = run(sh, &compose(&name, &env, &["port", "lambda", "9000"]))?;
+        emulator.base = format!("http://{}", port.trim());
         Ok(emulator)
     }
 
-    /// The Runtime API as the adapter's variables take it: `HOST:PORT/.rt`.
+    /// The Runtime API as the adapter's variables take it: `HOST:PORT/.rt`, on [`Self::network`].
     pub fn runtime_api(&self) -> String {
-        format!("{}/.rt", self.addr)
+        RUNTIME_API.to_string()
     }
 
-    /// The Function URL of `function`, without a trailing slash: `<url>/stream` is the app's
-    /// `/stream`.
+    /// The network a function container joins to reach the emulator.
+    pub fn network(&self) -> &str {
+        &self.network
+    }
+
+    /// The Function URL of `function`, without a trailing slash (`<url>/stream` is `/stream`).
     pub fn function_url(&self, function: &str) -> String {
-        format!("http://{}/lambda-url/{function}", self.addr)
+        format!("{}/lambda-url/{function}", self.base)
     }
 
-    /// Whether this emulator is this process's own, not the stack's.
-    pub fn is_private(&self) -> bool {
-        self.private.is_some()
+    /// The compose project of a private emulator (`None` for the stack's).
+    pub fn private_project(&self) -> Option<&str> {
+        self.private.as_deref()
     }
 
-    /// The process id of a private emulator.
-    pub fn private_pid(&self) -> Option<u32> {
-        self.private.as_ref().map(Child::id)
-    }
-
-    /// Makes the emulator route `function`'s Function URL; undone when the guard drops.
-    pub fn register(&self, function: &str) -> Result<Registered> {
+    /// Makes the emulator route `function`'s Function URL and stop each of its invocations at
+    /// `timeout_secs`; undone when the guard drops, unless kept.
+    pub fn register(&self, function: &str, timeout_secs: u32) -> Result<Registered> {
         check_name(function)?;
-        edit_functions(&self.paths, |set| {
-            set.insert(function.to_string());
-        })?;
-        Ok(Registered {
-            paths: Paths {
-                dir: self.paths.dir.clone(),
-            },
-            function: Some(function.to_string()),
-        })
+        let url = format!("{}/_xtask/functions/{function}", self.base);
+        let body = format!("{{\"timeout\": {timeout_secs}}}");
+        let json = [("Content-Type", "application/json")];
+        let r = http::request("PUT", &url, &json, body.as_bytes(), Duration::from_secs(10))?;
+        if r.status != 204 {
+            let (status, text) = (r.status, r.text());
+            bail!("registering {function} with the Lambda emulator: HTTP {status}: {text}");
+        }
+        Ok(Registered(Some(url)))
     }
 }
 
 impl Drop for Emulator {
     fn drop(&mut self) {
-        if let Some(child) = &mut self.private {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let (Some(name), Ok(sh)) = (&self.private, Shell::new()) {
+            let _ = run(
+                &sh,
+                &compose(name, &[], &["down", "--volumes", "--timeout", "2"]),
+            );
         }
     }
 }
 
-/// `local up`: installs cargo-lambda, starts the emulator on the bridge address (or keeps the
-/// one already running there) and forgets served functions whose container is gone.
-pub(crate) fn ensure(ctx: &mut Ctx<'_>, pids: &mut BTreeMap<String, u32>) -> Result<Health> {
-    let started = Instant::now();
-    let (sh, paths) = (ctx.sh, &ctx.paths);
-    let exe = install(sh, paths)?;
-    let manifest = edit_functions(paths, |_| {})?;
-    let addr = SocketAddr::new(bridge_ip(sh)?.into(), PORT);
-    let args = watch_args(addr, &manifest);
-    let mut ours = process::recorded(paths, &LAMBDA);
-    if let Some(pid) = ours.filter(|&pid| !process::has_args(pid, &args)) {
-        // The bridge address changed (or the command line did): a running function container
-        // would keep calling the old address, so restart on the new one.
-        step(format!(
-            "restarting the Lambda emulator (pid {pid}) on {addr}"
-        ));
-        process::stop(pid, &LAMBDA)?;
-        ours = None;
+/// Unregisters a function when dropped (a smoke test's), unless kept (a served function's).
+pub struct Registered(Option<String>);
+
+impl Registered {
+    /// The function stays routed after this value is gone.
+    pub fn keep(mut self) {
+        self.0 = None;
     }
-    let mut child = None;
-    if ours.is_none() {
-        if process::port_open(addr) {
-            let who = process::listener(PORT)
-                .map(|(pid, cmd)| format!("pid {pid} ({cmd})"))
-                .unwrap_or_else(|| "another process".to_string());
-            bail!(
-                "{addr} is already in use by {who}, which this stack did not start, so the \
-                 Lambda emulator cannot listen there; stop that process"
-            );
-        }
-        child = Some(process::spawn(paths, &LAMBDA, &exe, &args, &[])?);
-    }
-    process::wait_healthy(
-        child.as_mut(),
-        &LAMBDA,
-        &paths.log(LAMBDA.name),
-        READY,
-        || healthy(addr),
-    )?;
-    let pid = process::recorded(paths, &LAMBDA)
-        .context("the Lambda emulator exited right after startup")?;
-    pids.insert(LAMBDA.name.into(), pid);
-    let mut served = 0;
-    let live = running_containers(sh);
-    for record in served::records(paths) {
-        if live.contains(&record.container) {
-            served += 1;
-        } else {
-            step(format!(
-                "forgetting served function {} (its container is gone)",
-                record.function
-            ));
-            served::forget(paths, &record.function);
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Some(url) = self.0.take() {
+            let _ = http::request("DELETE", &url, &[], b"", Duration::from_secs(10));
         }
     }
-    Ok(Health {
-        name: "lambda",
-        address: format!("http://{addr}"),
-        healthy: true,
-        health: format!(
-            "healthy: {VERSION} pid {pid}, Function URLs /lambda-url/<function>, {served} served"
-        ),
-        elapsed: started.elapsed(),
+}
+
+/// A function as the AWS emulator's Lambda API describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Function {
+    pub name: String,
+    /// `Code.ImageUri`: `REPOSITORY@sha256:…`.
+    pub image: String,
+    pub digest: String,
+    pub region: String,
+    pub environment: BTreeMap<String, String>,
+    pub memory_size: u32,
+    pub timeout: u32,
+}
+
+/// Parses a Lambda `GetFunction` answer.
+fn parse_function(json: &str, region: &str) -> Result<Function> {
+    let got: serde_json::Value =
+        serde_json::from_str(json).context("GetFunction did not answer the expected JSON")?;
+    let c = &got["Configuration"];
+    let name = c["FunctionName"].as_str();
+    let name = name
+        .context("GetFunction did not answer the expected JSON: no Configuration.FunctionName")?;
+    let image = got["Code"]["ImageUri"].as_str().with_context(|| {
+        format!("function {name} has no Code.ImageUri: it is not an image function")
+    })?;
+    let digest = image
+        .split_once('@')
+        .map(|(_, d)| d)
+        .filter(|d| d.starts_with("sha256:"));
+    let digest = digest.with_context(|| {
+        format!("function {name} runs {image}, which names no digest (deploy pins one)")
+    })?;
+    // Lambda's defaults, for a function created without them.
+    let number = |k: &str, default: u32| c[k].as_u64().map_or(default, |n| n as u32);
+    Ok(Function {
+        name: name.to_string(),
+        image: image.to_string(),
+        digest: digest.to_string(),
+        region: region.to_string(),
+        environment: serde_json::from_value(c["Environment"]["Variables"].clone())
+            .unwrap_or_default(),
+        memory_size: number("MemorySize", 128),
+        timeout: number("Timeout", 3),
     })
 }
 
-/// `local status`: the emulator, then one line per served function.
-pub(crate) fn status(ctx: &Ctx<'_>) -> Vec<Health> {
-    let started = Instant::now();
-    let pid = process::recorded(&ctx.paths, &LAMBDA);
-    let (healthy, address, health) = match (pid, Emulator::shared(ctx.sh)) {
-        (Some(pid), Some(e)) if healthy(e.addr) => (
-            true,
-            format!("http://{}", e.addr),
-            format!("healthy: {VERSION} pid {pid}, Function URLs /lambda-url/<function>"),
-        ),
-        (Some(pid), _) => (
-            false,
-            format!("<bridge>:{PORT}"),
-            format!("unhealthy: pid {pid} does not answer"),
-        ),
-        (None, _) => (
-            false,
-            format!("<bridge>:{PORT}"),
-            "down: not running".to_string(),
-        ),
-    };
-    let mut reports = vec![Health {
-        name: "lambda",
-        address,
-        healthy,
-        health,
-        elapsed: started.elapsed(),
-    }];
-    for record in served::records(&ctx.paths) {
-        let started = Instant::now();
-        let up = running(ctx.sh, &record.container);
-        let short = &record.container[..record.container.len().min(12)];
-        reports.push(Health {
-            name: "function",
-            address: record.url.clone(),
-            healthy: up,
-            health: format!(
-                "{} {} serves {} (container {short})",
-                if up { "running:" } else { "stopped:" },
-                record.function,
-                record.digest
-            ),
-            elapsed: started.elapsed(),
-        });
+/// What the AWS emulator says `name` is: Lambda `GET /2015-03-31/functions/{name}`, signed
+/// as the environment's account.
+pub fn deployed(aws: &crate::aws::Aws, region: &str, name: &str) -> Result<Function> {
+    check_name(name)?;
+    let url = aws.emulator_url(&format!("/2015-03-31/functions/{name}"));
+    let r = aws.signed(
+        "lambda",
+        "GET",
+        &url.context("only the emulator serves functions locally")?,
+        b"",
+    )?;
+    if r.status != 200 {
+        let (status, text) = (r.status, r.text());
+        bail!("the emulator's Lambda API has no function {name}: HTTP {status}: {text}");
     }
-    reports
+    parse_function(&r.text(), region)
+}
+
+/// What a function container serves: its `xtask.served` label (numbers as text, a hash of the
+/// function's own variables), then what docker says of it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Served {
+    pub image: String,
+    pub digest: String,
+    memory_size: String,
+    pub timeout: String,
+    pub url: String,
+    variables: String,
+    #[serde(skip)]
+    pub function: String,
+    /// The container's variables: the image's, Lambda's and the function's own.
+    #[serde(skip)]
+    pub environment: BTreeMap<String, String>,
+    /// The container's id.
+    #[serde(skip)]
+    pub container: String,
+}
+
+fn container_name(function: &str) -> String {
+    format!("{}-fn-{function}", project())
+}
+
+/// `(served, running)` for function containers, from one `docker container inspect`.
+fn inspect(sh: &Shell, containers: &[String]) -> Vec<(Served, bool)> {
+    let inspect = CmdLine::new("docker")
+        .args(["container", "inspect"])
+        .args(containers);
+    // Missing containers make inspect fail; what it printed for the others still counts.
+    let out = match resolve(&inspect) {
+        Ok(line) if !containers.is_empty() => line
+            .to_cmd(sh)
+            .quiet()
+            .ignore_status()
+            .ignore_stderr()
+            .read(),
+        _ => return vec![],
+    };
+    let found: Vec<serde_json::Value> =
+        serde_json::from_str(&out.unwrap_or_default()).unwrap_or_default();
+    let served = |c: &serde_json::Value| -> Option<(Served, bool)> {
+        let labels = &c["Config"]["Labels"];
+        let mut served: Served = serde_json::from_str(labels[SERVED].as_str()?).ok()?;
+        served.function = labels[FUNCTION_LABEL].as_str()?.to_string();
+        let environment = c["Config"]["Env"].as_array()?.iter();
+        let environment = environment.filter_map(|e| e.as_str()?.split_once('='));
+        served.environment = environment.map(|(k, v)| (k.into(), v.into())).collect();
+        served.container = c["Id"].as_str()?.to_string();
+        Some((served, c["State"]["Running"] == true))
+    };
+    found.iter().filter_map(served).collect()
+}
+
+/// The ids of the containers (running or not) with `label` on `network`.
+fn containers(sh: &Shell, label: &str, network: &str) -> Result<Vec<String>> {
+    let (label, network) = (format!("label={label}"), format!("network={network}"));
+    let ps = CmdLine::new("docker").args(["ps", "--all", "--quiet", "--filter", &label]);
+    let ids = run(sh, &ps.args(["--filter", &network]))?;
+    Ok(ids.split_whitespace().map(str::to_string).collect())
+}
+
+/// Every served function of the project, for `local status`.
+pub(crate) fn served_all(sh: &Shell, project: &str) -> Vec<(Served, bool)> {
+    let ids = containers(sh, SERVED, &network(project)).unwrap_or_default();
+    inspect(sh, &ids)
+}
+
+/// `local down`: removes the function containers on the stack's network; returns how many.
+pub(crate) fn remove_functions(sh: &Shell, network: &str) -> Result<usize> {
+    let ids = containers(sh, FUNCTION_LABEL, network)?;
+    if !ids.is_empty() {
+        let rm = CmdLine::new("docker").args(["rm", "--force"]).args(&ids);
+        run(sh, &rm)?;
+    }
+    Ok(ids.len())
+}
+
+/// `docker run --env-file` lines; a value with a line break cannot be passed that way.
+fn env_file(environment: &BTreeMap<String, String>) -> Result<String> {
+    let mut text = String::new();
+    for (key, value) in environment {
+        if key.is_empty() || key.contains(['=', '\n', '\r']) || value.contains(['\n', '\r']) {
+            bail!("environment variable {key:?} cannot be passed to a local container");
+        }
+        text.push_str(&format!("{key}={value}\n"));
+    }
+    Ok(text)
+}
+
+/// What [`serve`] did.
+#[derive(Debug, Clone)]
+pub struct ServeOutcome {
+    pub served: Served,
+    /// The digest served before, when this call switched images.
+    pub replaced: Option<String>,
+    /// The same function was already served, healthy: nothing was started.
+    pub unchanged: bool,
+    /// The docker command lines it ran, in order.
+    pub executed: Vec<String>,
+}
+
+/// Serves `f` under the stack's emulator: pulls its image by digest, replaces the container
+/// that served the function before (if any), starts the new one and waits until `/health`
+/// answers through the Function URL. Already serving exactly this, healthy: nothing changes.
+pub fn serve(sh: &Shell, f: &Function, platform: Platform) -> Result<ServeOutcome> {
+    check_name(&f.name)?;
+    let emulator = Emulator::shared(sh)
+        .context("the local stack's Lambda emulator is not running: run `cargo xtask local up`")?;
+    let (url, name) = (emulator.function_url(&f.name), container_name(&f.name));
+    let env_text = env_file(&f.environment)?;
+    let record = Served {
+        image: f.image.clone(),
+        digest: f.digest.clone(),
+        memory_size: f.memory_size.to_string(),
+        timeout: f.timeout.to_string(),
+        url: url.clone(),
+        variables: format!("{:016x}", fnv64(env_text.as_bytes())),
+        ..Served::default()
+    };
+    let previous = inspect(sh, std::slice::from_ref(&name)).pop();
+    // Registered again either way: the emulator's registrations live in its volume, which a
+    // stack recreated around the container may have lost.
+    if let Some((p, true)) = &previous {
+        // The label's fields, what the container serves, are the same.
+        let same = serde_json::to_value(p)? == serde_json::to_value(&record)?;
+        if same && smoke::health(&url, Duration::from_secs(10)).is_ok() {
+            emulator.register(&f.name, f.timeout)?.keep();
+            let (served, replaced, executed) = (p.clone(), None, vec![]);
+            return Ok(ServeOutcome {
+                served,
+                replaced,
+                unchanged: true,
+                executed,
+            });
+        }
+    }
+    let mut executed = Vec::new();
+    let mut exec = |line: CmdLine| -> Result<String> {
+        executed.push(resolve(&line)?.to_string());
+        run(sh, &line)
+    };
+    exec(docker::pull(f.image.as_str().into(), platform))
+        .with_context(|| format!("pulling {} from the local registry", f.image))?;
+    let command =
+        docker::parse_image_command(&exec(docker::image_config(f.image.as_str().into()))?)?;
+    emulator.register(&f.name, f.timeout)?.keep();
+    // The old container goes first: two runtimes polling one function would split its invokes
+    // between two images.
+    if previous.is_some() {
+        let _ = exec(docker::stop(&name, STOP_GRACE_SECS));
+        let _ = exec(docker::remove(&name));
+    }
+    let mut labels = docker::lambda_labels(&f.name);
+    labels.push((SERVED.to_string(), serde_json::to_string(&record)?));
+    // The function's own variables go through a file only its owner reads, never argv; it is
+    // gone once the container has them.
+    let env_path = stack_dir().join(format!("{name}.env"));
+    let _ = std::fs::remove_file(&env_path);
+    std::fs::write(&env_path, "")?;
+    std::fs::set_permissions(
+        &env_path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )?;
+    std::fs::write(&env_path, &env_text)?;
+    let env_file = env_path.display().to_string();
+    let started = exec(docker::run_lambda(&LambdaContainer {
+        name: &name,
+        image: f.image.as_str().into(),
+        platform,
+        memory_mb: f.memory_size,
+        network: emulator.network().into(),
+        labels,
+        env: docker::lambda_environment(&f.name, f.memory_size, &f.region),
+        env_file: Some(&env_file),
+        command: command.into_iter().map(Into::into).collect(),
+    }));
+    let _ = std::fs::remove_file(&env_path);
+    let container = started?.trim().to_string();
+    smoke::health(&url, READY).with_context(|| {
+        format!(
+            "the container of {} ({}) started, but /health does not answer through {url}; see \
+             `cargo xtask local logs {}`",
+            f.name, f.digest, f.name
+        )
+    })?;
+    let served = inspect(sh, &[container]).pop().map(|(s, _)| s);
+    let served = served.context("the function's container vanished right after it started")?;
+    let replaced = previous.map(|(p, _)| p.digest).filter(|d| d != &f.digest);
+    Ok(ServeOutcome {
+        served,
+        replaced,
+        unchanged: false,
+        executed,
+    })
+}
+
+/// What the stack serves for `function`, if anything.
+pub fn served(sh: &Shell, function: &str) -> Option<Served> {
+    inspect(sh, &[container_name(function)])
+        .pop()
+        .map(|(s, _)| s)
+}
+
+/// Stops serving `function`: removes its container and its registration.
+pub fn unserve(sh: &Shell, function: &str) -> Result<()> {
+    let name = container_name(function);
+    if !inspect(sh, std::slice::from_ref(&name)).is_empty() {
+        run(sh, &docker::remove(&name))?;
+    }
+    if let Some(emulator) = Emulator::shared(sh) {
+        // Dropped unkept: the emulator no longer routes the function.
+        drop(Registered(Some(format!(
+            "{}/_xtask/functions/{function}",
+            emulator.base
+        ))));
+    }
+    Ok(())
+}
+
+/// What a log line says after docker's `--timestamps` prefix, and a sort key for the prefix
+/// (docker trims trailing zeros of the fraction, so it is padded to nine digits).
+fn stamped(line: &str) -> Option<(String, String)> {
+    let (stamp, text) = line.split_once(' ')?;
+    let stamp = stamp.trim_end_matches('Z');
+    let (whole, fraction) = stamp.split_once('.').unwrap_or((stamp, ""));
+    Some((format!("{whole}.{fraction:0<9}"), text.to_string()))
+}
+
+/// `local logs FUNCTION`: the function's log as Lambda keeps it, in time order: what its
+/// container printed, and the emulator's lines for it (`<function> <request id> Task timed out
+/// after N.NN seconds`).
+pub fn logs(_sh: &Shell, function: &str) -> Result<String> {
+    check_name(function)?;
+    let read = |container: &str| -> Option<String> {
+        let logs = Command::new("docker")
+            .args(["logs", "--timestamps", container])
+            .output()
+            .ok()?;
+        let text = [logs.stdout, logs.stderr].concat();
+        logs.status
+            .success()
+            .then(|| String::from_utf8_lossy(&text).into_owned())
+    };
+    // A served function's container, else one named after the function (a smoke test's).
+    let own = read(&container_name(function)).or_else(|| read(function));
+    let own =
+        own.with_context(|| format!("no container of function {function} on the local stack"))?;
+    let platform = read(&format!("{}-lambda-1", project())).unwrap_or_default();
+    let prefix = format!("{function} ");
+    let emulator = platform
+        .lines()
+        .filter_map(stamped)
+        .filter(|(_, t)| t.starts_with(&prefix));
+    let mut lines: Vec<(String, String)> =
+        own.lines().filter_map(stamped).chain(emulator).collect();
+    lines.sort();
+    Ok(lines
+        .into_iter()
+        .map(|(k, t)| format!("{k}Z {t}\n"))
+        .collect())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::project::manifest;
     use super::*;
-    use std::collections::BTreeSet;
-
-    #[test]
-    fn runtime_environment_points_the_adapter_at_the_function() {
-        let env = runtime_environment("172.17.0.1:9000/.rt", "fn-a", 512, "us-east-1");
-        let get = |k: &str| {
-            env.iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.as_str())
-        };
-        assert_eq!(
-            get("AWS_LAMBDA_RUNTIME_API"),
-            Some("172.17.0.1:9000/.rt/fn-a")
-        );
-        assert_eq!(
-            get("AWS_LWA_LAMBDA_RUNTIME_API_PROXY"),
-            Some("http://172.17.0.1:9000/.rt/fn-a")
-        );
-        assert_eq!(get("AWS_LAMBDA_FUNCTION_NAME"), Some("fn-a"));
-        assert_eq!(get("AWS_LAMBDA_FUNCTION_VERSION"), Some("$LATEST"));
-        assert_eq!(get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"), Some("512"));
-        assert_eq!(get("AWS_REGION"), Some("us-east-1"));
-    }
 
     #[test]
     fn names_are_lambda_names() {
         assert!(check_name("local-sse-streaming-lambda").is_ok());
         assert!(check_name("smoke_1").is_ok());
-        for bad in ["", "a/b", "a b", "x\"y", PACKAGE, PROBE, &"x".repeat(65)] {
+        for bad in [
+            "",
+            "a/b",
+            "a b",
+            "x\"y",
+            "xtask-lambda-emulator",
+            &"x".repeat(65),
+        ] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
     }
 
     #[test]
-    fn the_manifest_names_each_function() {
-        let set: BTreeSet<String> = ["b-fn".to_string(), "a-fn".to_string()].into();
-        let text = manifest(&set);
-        assert!(text.contains("[workspace]"), "{text}");
-        let bins: Vec<&str> = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("name = "))
-            .collect();
-        assert_eq!(
-            bins,
-            [
-                "\"xtask-lambda-emulator\"",
-                "\"xtask-lambda-emulator\"",
-                "\"a-fn\"",
-                "\"b-fn\""
-            ]
-        );
+    fn log_lines_sort_by_their_docker_timestamps() {
+        let (a, text) =
+            stamped("2026-12-02T04:28:13.69Z fn-b 1 Task timed out after 5.00 seconds").unwrap();
+        let (b, _) = stamped("2026-12-02T04:28:13.6901Z INFO: x").unwrap();
+        assert_eq!(text, "fn-b 1 Task timed out after 5.00 seconds");
+        assert_eq!(a, "2026-12-02T04:28:13.690000000");
+        assert!(a < b);
     }
 
     #[test]
-    fn registrations_are_undone_unless_kept() {
-        let dir = std::env::temp_dir().join(format!("xtask-lambda-{}", std::process::id()));
-        let paths = Paths { dir: dir.clone() };
-        let emulator = Emulator {
-            addr: "172.17.0.1:9000".parse().unwrap(),
-            paths: Paths { dir: dir.clone() },
-            private: None,
-        };
-        let manifest_path = dir.join("lambda/project/Cargo.toml");
-        let guard = emulator.register("smoke-a").unwrap();
-        emulator.register("served-b").unwrap().keep();
-        let text = std::fs::read_to_string(&manifest_path).unwrap();
-        assert!(
-            text.contains("\"smoke-a\"") && text.contains("\"served-b\""),
-            "{text}"
-        );
-        drop(guard);
-        let text = std::fs::read_to_string(&manifest_path).unwrap();
-        assert!(
-            !text.contains("\"smoke-a\"") && text.contains("\"served-b\""),
-            "{text}"
-        );
-        served::forget(&paths, "served-b");
-        let text = std::fs::read_to_string(&manifest_path).unwrap();
-        assert!(!text.contains("served-b"), "{text}");
+    fn get_function_answers_parse() {
+        let json = r#"{"Configuration":{"FunctionName":"local-sse-streaming-lambda","MemorySize":512,"Timeout":60,
+            "Environment":{"Variables":{"AWS_LWA_INVOKE_MODE":"response_stream"}},"PackageType":"Image"},
+            "Code":{"RepositoryType":"ECR","ImageUri":"127.0.0.1:5050/local-sse-streaming-lambda@sha256:ab"}}"#;
+        let f = parse_function(json, "us-east-1").unwrap();
+        assert_eq!(f.name, "local-sse-streaming-lambda");
+        assert_eq!(f.digest, "sha256:ab");
         assert_eq!(
-            emulator.function_url("fn"),
-            "http://172.17.0.1:9000/lambda-url/fn"
+            f.image,
+            "127.0.0.1:5050/local-sse-streaming-lambda@sha256:ab"
         );
-        assert_eq!(emulator.runtime_api(), "172.17.0.1:9000/.rt");
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!((f.memory_size, f.timeout), (512, 60));
+        assert_eq!(f.environment["AWS_LWA_INVOKE_MODE"], "response_stream");
+        let tag = json.replace("@sha256:ab", ":latest");
+        let e = parse_function(&tag, "us-east-1").unwrap_err().to_string();
+        assert!(e.contains("names no digest"), "{e}");
+        let e = format!("{:#}", parse_function("{}", "us-east-1").unwrap_err());
+        assert!(e.contains("expected JSON"), "{e}");
+        let untimed = json.replace("\"Timeout\":60,", "");
+        assert_eq!(parse_function(&untimed, "us-east-1").unwrap().timeout, 3);
+    }
+
+    #[test]
+    fn env_files_refuse_line_breaks() {
+        let mut env = BTreeMap::new();
+        env.insert("A".to_string(), "1 2".to_string());
+        assert_eq!(env_file(&env).unwrap(), "A=1 2\n");
+        env.insert("B".to_string(), "x\ny".to_string());
+        assert!(env_file(&env).is_err());
     }
 }

@@ -1,169 +1,141 @@
-//! The local stack: Docker engine, OCI registry, AWS API emulator and offline Terraform.
-//!
-//! `up` makes every component available and healthy and is safe to run again
-//! (a second run only checks health), `down` stops exactly the processes `up`
-//! started (identified by recorded pids whose `/proc/<pid>/cmdline` still names
-//! the expected program), and `status` reports each part. Everything the stack
-//! writes lives under `target/local-stack/`.
+//! The local stack: a registry per AWS account, the AWS API emulator (moto) and the Lambda
+//! emulator, as containers on the user's Docker engine from one compose file,
+//! `infrastructure/local/compose.yaml`, plus offline Terraform. The engine is used as it is
+//! (`engine`); only a bare root Debian machine gets one installed (`provision`). What xtask
+//! writes lives in `target/local-stack/`. `XTASK_LOCAL_PROJECT` names another compose project,
+//! so a second stack runs beside the first, on the ports of the compose file's variables.
 
-mod apt;
-mod emulator;
 mod engine;
+mod images;
 pub mod lambda;
-mod oci_registry;
-mod process;
-mod standins;
+mod provision;
 mod terraform;
 
-use std::collections::BTreeMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use xshell::Shell;
 
-/// Settings for the `local` environment, built by the caller from `infrastructure/environments.toml`.
-#[derive(Debug, Clone)]
+use crate::aws::{Aws, Bucket};
+use crate::cmdline::{CmdLine, Resolved, Slot};
+use crate::http;
+use crate::paths::{self, stack_dir};
+
+/// Settings for a local-stack environment, built by the caller from `infrastructure/environments.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Config {
-    /// `host:port` of the OCI registry, loopback only (e.g. `127.0.0.1:5000`).
+    /// `host:port` of the account's OCI registry, loopback only (e.g. `127.0.0.1:5050`).
     pub registry: String,
     /// Base URL of the AWS API emulator (e.g. `http://127.0.0.1:4566`).
     pub endpoint_url: String,
-    /// The emulator's account (moto's default is `123456789012`).
     pub account_id: String,
     pub region: String,
-    /// S3 bucket for Terraform state, created in the emulator by `up`.
+    /// S3 bucket for Terraform state, created in the emulator by the account layer.
+    #[serde(default)]
     pub state_bucket: String,
 }
 
 /// What a caller needs to use the running stack.
 #[derive(Debug, Clone)]
 pub struct Running {
-    // Part of the contract for callers that connect to the stack; the CLI
-    // itself currently needs only the Terraform config.
-    #[allow(dead_code)]
-    pub registry: String,
-    #[allow(dead_code)]
-    pub endpoint_url: String,
     /// Absolute path of the generated Terraform CLI config, for `TF_CLI_CONFIG_FILE`.
     pub tf_cli_config: PathBuf,
-    /// This `up` started the emulator, so its state is empty: the caller applies the
+    /// This `up` started the AWS emulator, so its state is empty: the caller applies the
     /// account layer (`bootstrap`) to it.
     pub fresh_emulator: bool,
 }
 
-/// The record written to `target/local-stack/stack.json` after every successful `up`.
+/// The record of a project's last successful `up`, `target/local-stack/stack.json`.
 #[derive(Debug, Serialize, Deserialize)]
-struct StackFile {
-    registry: String,
-    endpoint_url: String,
-    tf_cli_config: PathBuf,
-    account_id: String,
-    region: String,
-    /// Processes this stack started, by component name; an engine that was
-    /// already running is not listed because `down` must leave it alone.
-    pids: BTreeMap<String, u32>,
+pub(crate) struct StackFile {
+    #[serde(flatten)]
+    pub config: Config,
+    pub tf_cli_config: PathBuf,
+    pub project: String,
+    /// `http://127.0.0.1:<port>`: where the Lambda emulator's Function URLs are.
+    pub lambda_url: String,
+    /// The compose network that function containers join.
+    pub network: String,
+    /// The services `up` started, and the account of its registry.
+    pub services: Vec<String>,
+    #[serde(default)]
+    pub registry_account: String,
 }
 
-/// Every path the stack uses, in one place, absolute so daemons and config files
-/// do not depend on their working directory.
-pub(crate) struct Paths {
-    pub dir: PathBuf,
+const DEFAULT_PROJECT: &str = "xtask-local";
+/// Where `up` writes the Terraform CLI config, for the report lines.
+const TF_RC: &str = "target/local-stack/terraform.rc";
+
+/// The compose project: `XTASK_LOCAL_PROJECT`, or `xtask-local`.
+pub(crate) fn project() -> String {
+    let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+    let project = std::env::var("XTASK_LOCAL_PROJECT").ok();
+    let project = project.filter(|p| !p.is_empty() && p.chars().all(valid));
+    project.unwrap_or_else(|| DEFAULT_PROJECT.to_string())
 }
 
-impl Paths {
-    fn new(sh: &Shell) -> Self {
-        // Daemons and config files record these paths, so they must not
-        // depend on how the caller spelled the repository root.
-        let root = std::fs::canonicalize(sh.current_dir()).unwrap_or_else(|_| sh.current_dir());
-        Self {
-            dir: root.join("target").join("local-stack"),
-        }
-    }
-    pub fn log(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{name}.log"))
-    }
-    pub fn pid(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{name}.pid"))
-    }
-    fn stack_json(&self) -> PathBuf {
-        self.dir.join("stack.json")
-    }
-    pub fn registry_config(&self) -> PathBuf {
-        self.dir.join("registry.yml")
-    }
-    pub fn registry_data(&self) -> PathBuf {
-        self.dir.join("registry-data")
-    }
-    pub fn htpasswd(&self) -> PathBuf {
-        self.dir.join("htpasswd")
-    }
-    pub fn terraform_rc(&self) -> PathBuf {
-        self.dir.join("terraform.rc")
-    }
-    pub fn mirror_cache(&self) -> PathBuf {
-        self.dir.join("provider-mirror.txt")
-    }
-    pub fn terraform_probe(&self) -> PathBuf {
-        self.dir.join("terraform-probe")
-    }
-    pub fn moto_venv(&self) -> PathBuf {
-        self.dir.join("moto-venv")
-    }
-    pub fn standins(&self) -> PathBuf {
-        self.dir.join("standins")
-    }
-    pub fn adapter_root(&self) -> PathBuf {
-        self.dir.join("adapter")
-    }
-    pub fn lambda_venv(&self) -> PathBuf {
-        self.dir.join("cargo-lambda-venv")
-    }
-    /// The dummy Cargo project cargo-lambda runs on; one binary per served function.
-    pub fn lambda_project(&self) -> PathBuf {
-        self.dir.join("lambda").join("project")
-    }
-    /// One record (`<function>.json`) and environment file per served function.
-    pub fn lambda_functions(&self) -> PathBuf {
-        self.dir.join("lambda").join("functions")
+/// The network of a compose project (compose's default network).
+pub(crate) fn network(project: &str) -> String {
+    format!("{project}_default")
+}
+
+fn stack_file(project: &str) -> PathBuf {
+    match project {
+        DEFAULT_PROJECT => stack_dir().join("stack.json"),
+        other => stack_dir().join(format!("stack-{other}.json")),
     }
 }
 
-/// State shared by the steps of one `up`/`status` run.
-pub(crate) struct Ctx<'a> {
-    pub sh: &'a Shell,
-    pub cfg: &'a Config,
-    pub paths: Paths,
-    pub apt: apt::Apt,
+pub(crate) fn read_stack(project: &str) -> Option<StackFile> {
+    serde_json::from_str(&std::fs::read_to_string(stack_file(project)).ok()?).ok()
 }
 
-/// One component's outcome, printed as one line.
-pub(crate) struct Health {
-    pub name: &'static str,
-    pub address: String,
-    pub healthy: bool,
-    pub health: String,
-    pub elapsed: Duration,
+/// `docker compose` on the stack's file, for one project, with `env` for its variables.
+pub(crate) fn compose(project: &str, env: &[(String, String)], args: &[&str]) -> CmdLine {
+    let file = paths::home().join("infrastructure/local/compose.yaml");
+    CmdLine::new("docker")
+        .args(["compose", "--project-name", project, "--file"])
+        .arg(file.display().to_string())
+        .args(args.iter().copied())
+        .env(env)
 }
 
-impl Health {
-    /// All report lines go to stderr, so that a caller's `--json` result keeps
-    /// stdout to itself.
-    fn line(&self) -> String {
-        let mark = if self.healthy { "ok  " } else { "FAIL" };
-        format!(
-            "{mark} {:<12} {:<34} {:<60} {:>6.1}s",
-            self.name,
-            self.address,
-            self.health,
-            self.elapsed.as_secs_f64()
-        )
+/// A stack command with its one possible slot filled: the Runtime API, the same
+/// `lambda:9000/.rt` for every emulator, on the emulator's own network.
+pub(crate) fn resolve(line: &CmdLine) -> Result<Resolved> {
+    line.resolve(|slot| match slot {
+        Slot::LambdaApi => Ok(vec![lambda::RUNTIME_API.to_string()]),
+        other => bail!("a local stack command cannot fill {other}"),
+    })
+}
+
+/// Runs a command quietly and returns its stdout; a failure carries its stderr.
+pub(crate) fn run(sh: &Shell, line: &CmdLine) -> Result<String> {
+    let line = resolve(line)?;
+    let out = line.to_cmd(sh).quiet().ignore_status().output();
+    let out = out.with_context(|| format!("running `{line}`"))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        bail!("`{line}` failed ({}): {}", out.status, stderr.trim());
     }
-    fn print(&self) {
-        eprintln!("{}", self.line());
-    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Prints one component's line on stderr (a caller's `--json` keeps stdout) with the time
+/// since `since`, which it resets; true when healthy.
+fn line(since: &mut Instant, name: &str, address: &str, result: Result<String>) -> bool {
+    let (mark, text) = match &result {
+        Ok(text) => ("ok  ", text.clone()),
+        Err(e) => ("FAIL", format!("{e:#}")),
+    };
+    let secs = std::mem::replace(since, Instant::now()).elapsed();
+    let secs = secs.as_secs_f64();
+    eprintln!("{mark} {name:<12} {address:<26} {text} ({secs:.1}s)");
+    result.is_ok()
 }
 
 /// Prints one progress line for a long or system-changing step.
@@ -171,215 +143,294 @@ pub(crate) fn step(msg: impl std::fmt::Display) {
     eprintln!("  -> {msg}");
 }
 
-fn check_config(cfg: &Config) -> anyhow::Result<(SocketAddr, SocketAddr)> {
-    let registry =
-        loopback(&cfg.registry).with_context(|| format!("local.registry = {:?}", cfg.registry))?;
-    let endpoint = cfg
-        .endpoint_url
-        .strip_prefix("http://")
-        .map(|rest| rest.trim_end_matches('/'))
-        .filter(|rest| !rest.contains('/'))
-        .with_context(|| {
-            format!(
-                "local.endpoint_url = {:?}: expected http://HOST:PORT",
-                cfg.endpoint_url
-            )
-        })?;
-    let endpoint = loopback(endpoint)
-        .with_context(|| format!("local.endpoint_url = {:?}", cfg.endpoint_url))?;
-    if cfg.state_bucket.is_empty() || cfg.account_id.is_empty() || cfg.region.is_empty() {
-        bail!("local config: state_bucket, account_id and region must not be empty");
-    }
-    Ok((registry, endpoint))
+/// The port of `host:port` or `http://host:port` (the settings checked both are loopback).
+fn port(address: &str) -> u16 {
+    let port = address.trim_end_matches('/').rsplit(':').next();
+    port.and_then(|p| p.parse().ok()).unwrap_or_default()
 }
 
-/// Resolves `host:port` and refuses anything but a loopback address, because the
-/// stack has fixed dummy credentials and must never be reachable from outside.
-fn loopback(hostport: &str) -> anyhow::Result<SocketAddr> {
-    let addr = hostport
-        .to_socket_addrs()
-        .with_context(|| format!("{hostport:?} is not HOST:PORT"))?
-        .next()
-        .with_context(|| format!("{hostport:?} resolves to no address"))?;
-    if !addr.ip().is_loopback() {
-        bail!("{hostport:?} is not a loopback address; the local stack only listens on 127.0.0.1");
-    }
-    Ok(addr)
+/// The host port a service of `docker compose config` publishes for its container port.
+fn published(config: &serde_json::Value, service: &str, target: u64) -> Option<u16> {
+    let ports = config["services"][service]["ports"].as_array()?;
+    let port = ports.iter().find(|p| p["target"] == target)?;
+    port["published"].as_str()?.parse().ok()
 }
 
-/// Brings every component up (installing what is missing where allowed) and
-/// prints one line per component. Idempotent: with everything healthy it only checks.
-pub fn up(sh: &Shell, cfg: &Config) -> anyhow::Result<Running> {
-    let started = Instant::now();
-    let (registry_addr, endpoint_addr) = check_config(cfg)?;
-    let paths = Paths::new(sh);
-    sh.create_dir(&paths.dir)
-        .with_context(|| format!("creating {}", paths.dir.display()))?;
-    let apt = apt::Apt::new(paths.log("apt"));
-    let mut ctx = Ctx {
-        sh,
-        cfg,
-        paths,
-        apt,
+/// The settings and the compose file must agree on a port, or clients and containers would
+/// talk past each other.
+fn same_port(config: &serde_json::Value, service: &str, target: u64, want: &str) -> Result<()> {
+    match published(config, service, target) {
+        Some(p) if p == port(want) => Ok(()),
+        found => bail!(
+            "the settings put endpoint_url at {want}, but compose service `{service}` publishes \
+             port {}: set the compose variable for it (see infrastructure/local/compose.yaml) \
+             or change `endpoint_url` in the settings",
+            found.map_or("none".to_string(), |p| p.to_string())
+        ),
+    }
+}
+
+/// The registry service the settings' `registry` port names (one distribution registry per
+/// account, labelled `xtask.account`), and its account. The environment's `account_id` does
+/// not pick it: a wrong one is refused by the identity check, with a clearer message.
+fn registry_service(config: &serde_json::Value, registry: &str) -> Result<(String, String)> {
+    let mut known = Vec::new();
+    for (name, s) in config["services"].as_object().into_iter().flatten() {
+        let Some(account) = s["labels"]["xtask.account"].as_str() else {
+            continue;
+        };
+        match published(config, name, 5000) {
+            Some(p) if p == port(registry) => return Ok((name.clone(), account.to_string())),
+            p => known.push(format!("`{name}` for {account} on port {}", p.unwrap_or(0))),
+        }
+    }
+    bail!(
+        "the settings' registry {registry} is none of the registries of \
+         infrastructure/local/compose.yaml ({}): use one of their ports, set its compose port \
+         variable, or add a registry service for the account (its own port, htpasswd and \
+         volume, labelled `xtask.account`)",
+        known.join(", ")
+    )
+}
+
+/// What the emulator's ECR GetAuthorizationToken hands out for `account`.
+fn ecr_token(cfg: &Config, account: &str) -> Result<crate::aws::Token> {
+    let aws = match account {
+        crate::settings::EMULATOR_ACCOUNT => Aws::emulator(&cfg.endpoint_url, &cfg.region)?,
+        other => Aws::emulator_account(&cfg.endpoint_url, &cfg.region, other)?,
     };
-    let mut pids = BTreeMap::new();
+    let token = aws.login_token();
+    token.context("the emulator's ECR GetAuthorizationToken")
+}
 
-    // The adapter build is CPU-bound and the engine install is mostly
-    // downloads, so starting it first overlaps the two slow steps.
-    let adapter_build = standins::start_adapter_build(&ctx)?;
+/// Anonymous `/v2/` is refused and the emulator's token for the account is accepted: each
+/// registry's htpasswd holds exactly that token, so `docker login` with it is the real path.
+fn registry_login(cfg: &Config, service: &str, account: &str) -> Result<String> {
+    let url = format!("http://{}/v2/", cfg.registry);
+    let get = |headers: &[(&str, &str)]| {
+        http::request("GET", &url, headers, b"", Duration::from_secs(5)).map(|r| r.status)
+    };
+    let anonymous = get(&[])?;
+    let token = ecr_token(cfg, account)?;
+    let pair = format!("{}:{}", token.username, token.password.expose());
+    let basic = format!("Basic {}", aws_smithy_types::base64::encode(pair));
+    let with_token = get(&[("Authorization", &basic)])?;
+    if (anonymous, with_token) != (401, 200) {
+        bail!(
+            "the registry `{service}` at {} answers /v2/ with {anonymous} anonymously and \
+             {with_token} with the emulator's ECR token for {account} (want 401 and 200): its \
+             htpasswd in infrastructure/local/compose.yaml must hold `{}:<bcrypt of the token>`",
+            cfg.registry,
+            token.username
+        );
+    }
+    Ok(format!(
+        "`{service}` for {account}: /v2/ 401 anonymous, 200 with the ECR token"
+    ))
+}
 
-    let r = engine::ensure(&mut ctx, &mut pids).context("local stack: Docker engine")?;
-    r.print();
-    let (r, fresh_emulator) =
-        emulator::ensure(&mut ctx, endpoint_addr, &mut pids).context("local stack: emulator")?;
-    r.print();
-    let r = oci_registry::ensure(&mut ctx, registry_addr, &mut pids)
-        .context("local stack: registry")?;
-    r.print();
-    let (r, tf_cli_config) = terraform::ensure(&mut ctx).context("local stack: terraform")?;
-    r.print();
-    let r = standins::ensure(&mut ctx, adapter_build).context("local stack: base images")?;
-    r.print();
-    let r = lambda::ensure(&mut ctx, &mut pids).context("local stack: Lambda emulator")?;
-    r.print();
+/// The emulator hands out a token; whether the environment's state bucket is there is
+/// reported, not required: a new environment has none until its `bootstrap`, and the
+/// commands that need it stop at their state bucket lookup with that hint.
+fn moto(cfg: &Config, fresh: bool) -> Result<String> {
+    let user = ecr_token(cfg, &cfg.account_id)?.username;
+    let token = format!("ECR token for {user} in {}", cfg.account_id);
+    let bucket = &cfg.state_bucket;
+    if fresh {
+        return Ok(format!(
+            "{token}, started empty: the account layer is applied next"
+        ));
+    }
+    Ok(
+        match Aws::emulator(&cfg.endpoint_url, &cfg.region)?.bucket(bucket)? {
+            Bucket::Exists => format!("{token}, bucket {bucket}"),
+            _ => format!("{token}, no bucket {bucket} yet (`cargo xtask bootstrap` makes it)"),
+        },
+    )
+}
+
+/// The moto container's id and start time: a change across `compose up` means it started
+/// empty (its state is in memory).
+fn moto_started(sh: &Shell, project: &str) -> Option<String> {
+    let format = "{{.Id}} {{.State.StartedAt}} {{.State.Running}}";
+    let inspect = CmdLine::new("docker").args(["container", "inspect", "--format", format]);
+    let found = run(sh, &inspect.arg(format!("{project}-moto-1"))).ok();
+    found.filter(|s| s.trim_end().ends_with("true"))
+}
+
+/// Brings every service up (building stand-ins where nothing can be pulled) and prints one
+/// line per component. On a running, healthy stack it only checks.
+pub fn up(sh: &Shell, cfg: &Config) -> Result<Running> {
+    let started = Instant::now();
+    let project = project();
+    std::fs::create_dir_all(stack_dir())
+        .with_context(|| format!("creating {}", stack_dir().display()))?;
+    let mut t = Instant::now();
+    let engine = engine::ensure(sh, true).context("local stack: Docker engine")?;
+    line(&mut t, "docker", &engine::address(), Ok(engine));
+    let (notes, env) = images::ensure(sh).context("local stack: images")?;
+    line(&mut t, "images", "docker engine", Ok(notes));
+
+    let config = compose(&project, &env, &["config", "--format", "json"]);
+    let config = run(sh, &config)?;
+    let config = serde_json::from_str(&config)
+        .context("`docker compose config --format json` printed no JSON")?;
+    let (registry, account) = registry_service(&config, &cfg.registry)?;
+    same_port(&config, "moto", 5000, &cfg.endpoint_url)?;
+    let lambda_port = published(&config, "lambda", 9000)
+        .context("compose service `lambda` publishes no port for 9000")?;
+    let wanted = ["moto", "lambda", registry.as_str()];
+    let moto_before = moto_started(sh, &project);
+    let mut args = vec!["up", "--detach", "--wait", "--wait-timeout", "180"];
+    args.extend(wanted);
+    run(sh, &compose(&project, &env, &args)).context("starting the local stack")?;
+    let fresh = moto_started(sh, &project) != moto_before;
+    let healthy = format!("healthy: {}", wanted.join(", "));
+    line(&mut t, "compose", &project, Ok(healthy));
+    line(&mut t, "moto", &cfg.endpoint_url, Ok(moto(cfg, fresh)?));
+    let login = registry_login(cfg, &registry, &account)?;
+    line(&mut t, "ecr-login", &cfg.registry, Ok(login));
+    let (terraform, tf_cli_config) = terraform::ensure(sh).context("local stack: terraform")?;
+    line(&mut t, "terraform", TF_RC, Ok(terraform));
 
     let record = StackFile {
-        registry: cfg.registry.clone(),
-        endpoint_url: cfg.endpoint_url.clone(),
+        config: cfg.clone(),
         tf_cli_config: tf_cli_config.clone(),
-        account_id: cfg.account_id.clone(),
-        region: cfg.region.clone(),
-        pids,
+        project: project.clone(),
+        lambda_url: format!("http://127.0.0.1:{lambda_port}"),
+        network: network(&project),
+        services: wanted.iter().map(ToString::to_string).collect(),
+        registry_account: account,
     };
-    let json = serde_json::to_string_pretty(&record)?;
-    sh.write_file(ctx.paths.stack_json(), json + "\n")?;
-    eprintln!(
-        "local stack up in {:.1}s (state in {})",
-        started.elapsed().as_secs_f64(),
-        ctx.paths.dir.display()
-    );
+    let text = serde_json::to_string_pretty(&record)? + "\n";
+    std::fs::write(stack_file(&project), text)?;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!("local stack `{project}` up in {secs:.1}s");
+    let fresh_emulator = fresh;
     Ok(Running {
-        registry: cfg.registry.clone(),
-        endpoint_url: cfg.endpoint_url.clone(),
         tf_cli_config,
         fresh_emulator,
     })
 }
 
 /// How long the full check of a successful `up` is trusted by the commands that start with
-/// one (`deploy`, `image`, `rollback`): within it they only check that every process `up`
-/// recorded is alive and every listener accepts connections, which takes milliseconds where
-/// the full check takes about a second of docker and HTTP round trips. `local up` and
-/// `local status` always check everything.
+/// one (`deploy`, `image`, `rollback`): within it they only check that the project's containers
+/// run healthy and its ports accept connections. `local up` and `local status` check everything.
 pub const TRUSTED: Duration = Duration::from_secs(300);
 
-/// The running stack, if `up` fully checked it less than `within` ago for this very config,
-/// every process it recorded still runs and every listener still accepts connections.
+/// The running stack, if `up` fully checked it less than `within` ago for this very config and
+/// its services still run and listen.
 pub fn recently_healthy(sh: &Shell, cfg: &Config, within: Duration) -> Option<(Running, Duration)> {
-    let (registry_addr, endpoint_addr) = check_config(cfg).ok()?;
-    let file = Paths::new(sh).stack_json();
-    let age = std::fs::metadata(&file)
+    let project = project();
+    let age = std::fs::metadata(stack_file(&project))
         .ok()?
         .modified()
-        .ok()?
-        .elapsed()
         .ok()?;
-    let text = std::fs::read_to_string(&file).ok()?;
-    let stack: StackFile = serde_json::from_str(&text).ok()?;
-    let same = stack.registry == cfg.registry
-        && stack.endpoint_url == cfg.endpoint_url
-        && stack.account_id == cfg.account_id
-        && stack.region == cfg.region;
-    let daemons = [process::REGISTRY.name, process::MOTO.name, "lambda"];
-    let alive = daemons.iter().all(|d| stack.pids.contains_key(*d))
-        && stack
-            .pids
-            .values()
-            .all(|pid| Path::new(&format!("/proc/{pid}")).exists());
-    // Only the default engine socket is checked this way; anything else gets the full check.
-    let engine = std::env::var_os("DOCKER_HOST").is_none()
-        && std::os::unix::net::UnixStream::connect("/var/run/docker.sock").is_ok();
-    let ok = age <= within
-        && same
-        && alive
-        && engine
-        && stack.tf_cli_config.is_file()
-        && process::port_open(registry_addr)
-        && process::port_open(endpoint_addr);
-    ok.then_some((
-        Running {
-            registry: stack.registry,
-            endpoint_url: stack.endpoint_url,
-            tf_cli_config: stack.tf_cli_config,
-            fresh_emulator: false,
-        },
-        age,
-    ))
+    let age = age.elapsed().ok()?;
+    let stack = read_stack(&project).filter(|s| s.config == *cfg && s.tf_cli_config.is_file())?;
+    let endpoint = cfg.endpoint_url.trim_start_matches("http://");
+    let listening = [cfg.registry.as_str(), endpoint.trim_end_matches('/')]
+        .iter()
+        .all(|a| {
+            let addr = a.to_socket_addrs().ok().and_then(|mut a| a.next());
+            addr.is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok())
+        });
+    // `<service> <status>` of the project's running containers, in one docker call.
+    let ps = CmdLine::new("docker").args(["ps", "--filter"]).args([
+        format!("label=com.docker.compose.project={project}"),
+        "--format".into(),
+        "{{.Label \"com.docker.compose.service\"}} {{.Status}}".into(),
+    ]);
+    let ps = run(sh, &ps).unwrap_or_default();
+    let healthy = |s: &String| {
+        let status = ps.lines().find_map(|l| l.strip_prefix(&format!("{s} ")));
+        status.is_some_and(|status| status.contains("(healthy)"))
+    };
+    let tf_cli_config = stack.tf_cli_config.clone();
+    let running = Running {
+        tf_cli_config,
+        fresh_emulator: false,
+    };
+    (age <= within && listening && stack.services.iter().all(healthy)).then_some((running, age))
 }
 
-/// Stops the processes `up` started (registry, emulator, then the engine if
-/// `up` started it), leaving anything else alone. Registry data persists;
-/// the emulator's state is in memory and goes with its process.
-pub fn down(sh: &Shell, cfg: &Config) -> anyhow::Result<()> {
-    let _ = cfg;
-    let paths = Paths::new(sh);
-    // Function containers go while the engine still runs; then the emulator they called.
-    lambda::stop_functions(sh, &paths);
-    // Order matters: dockerd needs containerd to stop its containers cleanly.
-    for d in [
-        lambda::LAMBDA,
-        process::REGISTRY,
-        process::MOTO,
-        process::DOCKERD,
-        process::CONTAINERD,
-    ] {
-        match process::recorded(&paths, &d) {
-            Some(pid) => {
-                let t = Instant::now();
-                process::stop(pid, &d)?;
-                eprintln!(
-                    "stopped {:<12} pid {pid:<8} {:.1}s",
-                    d.name,
-                    t.elapsed().as_secs_f64()
-                );
-            }
-            None => eprintln!("{:<12} not running (nothing of ours to stop)", d.name),
-        }
-        let _ = std::fs::remove_file(paths.pid(d.name));
-    }
-    // Without it, readers of stack.json would take a stopped stack for a running one.
-    let _ = std::fs::remove_file(paths.stack_json());
+/// Removes every container, network and volume of the project: the function containers on
+/// its network first (the network cannot go while they are attached), then the compose project.
+/// The images stay, so the next `up` takes seconds.
+pub fn down(sh: &Shell, _cfg: &Config) -> Result<()> {
+    let project = project();
+    let t = Instant::now();
+    let removed = lambda::remove_functions(sh, &network(&project))?;
+    let secs = t.elapsed().as_secs_f64();
+    eprintln!("removed {removed} function container(s) ({secs:.1}s)");
+    let t = Instant::now();
+    let args = ["down", "--volumes", "--remove-orphans", "--timeout", "5"];
+    run(sh, &compose(&project, &[], &args)).context("removing the local stack")?;
+    let secs = t.elapsed().as_secs_f64();
+    eprintln!(
+        "removed compose project `{project}`: its containers, network and volumes ({secs:.1}s)"
+    );
+    // Without it, readers of the record would take a removed stack for a running one.
+    let _ = std::fs::remove_file(stack_file(&project));
     Ok(())
 }
 
-/// Prints each component's state; `Ok(true)` when every part is healthy.
-pub fn status(sh: &Shell, cfg: &Config) -> anyhow::Result<bool> {
-    let (registry_addr, endpoint_addr) = check_config(cfg)?;
-    let paths = Paths::new(sh);
-    let apt = apt::Apt::new(paths.log("apt"));
-    let ctx = Ctx {
-        sh,
-        cfg,
-        paths,
-        apt,
-    };
-    let mut reports = vec![
-        engine::status(&ctx),
-        emulator::status(&ctx, endpoint_addr),
-        oci_registry::status(&ctx, registry_addr),
-        terraform::status(&ctx),
-        standins::status(&ctx),
-    ];
-    reports.extend(lambda::status(&ctx));
-    for r in &reports {
-        eprintln!("{}", r.line());
+/// Prints each service (its image, the digest it runs, its state and health), the ECR login,
+/// the state bucket, each served function and Terraform; `Ok(true)` when all are healthy.
+pub fn status(sh: &Shell, cfg: &Config) -> Result<bool> {
+    let (project, mut t) = (project(), Instant::now());
+    let mut ok = line(
+        &mut t,
+        "docker",
+        &engine::address(),
+        engine::ensure(sh, false),
+    );
+    let stack = read_stack(&project);
+    let (services, account) = stack
+        .map(|s| (s.services, s.registry_account))
+        .unwrap_or_default();
+    if services.is_empty() {
+        let not_up = Err(anyhow!("not up: run `cargo xtask local up`"));
+        ok &= line(&mut t, "compose", &project, not_up);
     }
-    Ok(reports.iter().all(|r| r.healthy))
+    for service in &services {
+        // `.Image` is, on the containerd image store, the digest of the manifest or index.
+        let format = "{{.Config.Image}} {{.Image}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}";
+        let inspect = CmdLine::new("docker").args(["container", "inspect", "--format", format]);
+        let found = run(sh, &inspect.arg(format!("{project}-{service}-1"))).unwrap_or_default();
+        let state = match found.trim() {
+            "" => Err(anyhow!("no container: run `cargo xtask local up`")),
+            f if f.ends_with(" running healthy") => Ok(f.to_string()),
+            f => Err(anyhow!("{f}")),
+        };
+        ok &= line(&mut t, service, &project, state);
+        if service.starts_with("registry") {
+            let login = registry_login(cfg, service, &account);
+            ok &= line(&mut t, "ecr-login", &cfg.registry, login);
+        } else if service == "moto" {
+            ok &= line(&mut t, "aws-state", &cfg.endpoint_url, moto(cfg, false));
+        }
+    }
+    for (s, running) in lambda::served_all(sh, &project) {
+        let id = &s.container[..s.container.len().min(12)];
+        let serves = format!(
+            "{} serves {} (timeout {} s, container {id})",
+            s.function, s.digest, s.timeout
+        );
+        let state = match running {
+            true => Ok(format!("running: {serves}")),
+            false => Err(anyhow!("stopped: {serves}")),
+        };
+        ok &= line(&mut t, "function", &s.url, state);
+    }
+    ok &= line(&mut t, "terraform", TF_RC, terraform::status());
+    Ok(ok)
 }
 
-/// Writes `contents` only when the file differs, and says whether it changed,
-/// so reruns neither touch timestamps nor restart daemons needlessly.
-pub(crate) fn write_if_changed(path: &Path, contents: &str) -> anyhow::Result<bool> {
+pub use lambda::logs;
+
+/// Writes `contents` only when the file differs, and says whether it changed.
+pub(crate) fn write_if_changed(path: &Path, contents: &str) -> Result<bool> {
     if std::fs::read_to_string(path).is_ok_and(|old| old == contents) {
         return Ok(false);
     }
@@ -390,94 +441,69 @@ pub(crate) fn write_if_changed(path: &Path, contents: &str) -> anyhow::Result<bo
     Ok(true)
 }
 
-/// A dummy SigV4-shaped Authorization header: moto routes requests by the
-/// service named in the credential scope and does not check the signature.
-pub(crate) fn fake_sigv4(region: &str, service: &str) -> String {
-    format!(
-        "AWS4-HMAC-SHA256 Credential=testing/20260101/{region}/{service}/aws4_request, \
-         SignedHeaders=host, Signature=0"
-    )
+/// Runs `command` with its stdout captured, killed after `timeout` (then its status is a
+/// failure): an offline pull may hang on DNS or TCP, and a search of a large tree may be slow.
+fn bounded(command: &mut Command, timeout: Duration) -> Result<Output> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("running {command:?}"))?;
+    let started = Instant::now();
+    while child.try_wait()?.is_none() && started.elapsed() < timeout {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    Ok(child.wait_with_output()?)
+}
+
+/// FNV-1a: a content hash for tags and labels, stable across Rust releases (std's is not).
+pub(crate) fn fnv64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn cfg() -> Config {
-        Config {
-            registry: "127.0.0.1:5000".into(),
-            endpoint_url: "http://127.0.0.1:4566".into(),
-            account_id: "123456789012".into(),
-            region: "us-east-1".into(),
-            state_bucket: "local-sse-streaming-tfstate".into(),
-        }
+    #[test]
+    fn the_compose_file_and_the_settings_agree_on_ports() {
+        let config = serde_json::json!({"services": {
+            "registry": {"labels": {"xtask.account": "123456789012"}, "ports": [{"target": 5000, "published": "5050"}]},
+            "registry-2": {"labels": {"xtask.account": "210987654321"}, "ports": [{"target": 5000, "published": "5051"}]},
+            "moto": {"ports": [{"target": 5000, "published": "4566", "host_ip": "127.0.0.1"}]},
+            "lambda": {}
+        }});
+        assert_eq!(
+            registry_service(&config, "127.0.0.1:5051").unwrap(),
+            ("registry-2".into(), "210987654321".into())
+        );
+        let e = registry_service(&config, "localhost:4566")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`registry` for 123456789012 on port 5050") && !e.contains("moto"),
+            "{e}"
+        );
+        assert!(same_port(&config, "moto", 5000, "http://127.0.0.1:4566/").is_ok());
+        let e = same_port(&config, "moto", 5000, "http://127.0.0.1:4567")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("publishes port 4566") && e.contains("endpoint_url"),
+            "{e}"
+        );
+        let e = same_port(&config, "lambda", 9000, "http://127.0.0.1:9000").unwrap_err();
+        assert!(e.to_string().contains("port none"), "{e}");
     }
 
     #[test]
-    fn a_recent_full_check_is_trusted_only_while_everything_still_runs() {
-        let dir = std::env::temp_dir().join(format!("xtask-recent-{}", std::process::id()));
-        let sh = Shell::new().unwrap();
-        sh.change_dir(&dir);
-        let paths = Paths::new(&sh);
-        std::fs::create_dir_all(&paths.dir).unwrap();
-        let registry = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let emulator = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut cfg = cfg();
-        cfg.registry = registry.local_addr().unwrap().to_string();
-        cfg.endpoint_url = format!("http://{}", emulator.local_addr().unwrap());
-        let rc = paths.dir.join("terraform.rc");
-        std::fs::write(&rc, "").unwrap();
-        let write = |pid: u32| {
-            let record = StackFile {
-                registry: cfg.registry.clone(),
-                endpoint_url: cfg.endpoint_url.clone(),
-                tf_cli_config: rc.clone(),
-                account_id: cfg.account_id.clone(),
-                region: cfg.region.clone(),
-                pids: ["registry", "moto", "lambda"]
-                    .into_iter()
-                    .map(|d| (d.to_string(), pid))
-                    .collect(),
-            };
-            std::fs::write(paths.stack_json(), serde_json::to_string(&record).unwrap()).unwrap();
-        };
-        write(std::process::id());
-        let engine = std::os::unix::net::UnixStream::connect("/var/run/docker.sock").is_ok()
-            && std::env::var_os("DOCKER_HOST").is_none();
-        let long = Duration::from_secs(300);
-        assert_eq!(recently_healthy(&sh, &cfg, long).is_some(), engine);
-        assert!(
-            recently_healthy(&sh, &cfg, Duration::ZERO).is_none(),
-            "too old"
-        );
-        let mut other = cfg.clone();
-        other.region = "eu-west-1".into();
-        assert!(
-            recently_healthy(&sh, &other, long).is_none(),
-            "another config"
-        );
-        write(999_999_999);
-        assert!(
-            recently_healthy(&sh, &cfg, long).is_none(),
-            "a recorded process is gone"
-        );
-        write(std::process::id());
-        drop(registry);
-        assert!(
-            recently_healthy(&sh, &cfg, long).is_none(),
-            "the registry stopped listening"
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn config_must_be_loopback() {
-        assert!(check_config(&cfg()).is_ok());
-        let mut c = cfg();
-        c.registry = "0.0.0.0:5000".into();
-        assert!(format!("{:#}", check_config(&c).unwrap_err()).contains("loopback"));
-        let mut c = cfg();
-        c.endpoint_url = "https://127.0.0.1:4566".into();
-        assert!(check_config(&c).is_err());
+    fn projects_name_their_network_and_record() {
+        assert_eq!(network("xtask-local"), "xtask-local_default");
+        assert!(stack_file(DEFAULT_PROJECT).ends_with("target/local-stack/stack.json"));
+        assert!(stack_file("dev").ends_with("target/local-stack/stack-dev.json"));
     }
 }

@@ -1,16 +1,14 @@
 //! The `bootstrap` plan: the account layer an administrator applies once per account and
-//! region (state bucket, GitHub OIDC provider, deploy role, execution role), as `cdk
-//! bootstrap` does for CDK. A second run finds everything in place and says so.
+//! region (state bucket, GitHub OIDC provider, deploy role, one execution role per function),
+//! as `cdk bootstrap` does for CDK. A second run finds everything in place and says so.
 
 use std::path::Path;
 
-use super::deploy::terraform_env;
-use super::image;
-use super::{Action, Plan, Step, When};
+use super::{Action, Plan, Step, When, steps};
 use crate::facts::Tool;
 use crate::paths;
 use crate::settings::Environment;
-use crate::tools::bootstrap as tf;
+use crate::tools::{bootstrap as tf, terraform};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
@@ -22,172 +20,94 @@ pub struct Options {
 /// The environment of the bootstrap root's Terraform: the application's, with a data
 /// directory of its own so the two roots never share backend settings.
 pub fn bootstrap_env(env: &Environment, tf_cli_config: Option<&Path>) -> Vec<(String, String)> {
+    let mut vars = terraform::terraform_env(env, tf_cli_config);
     let data_dir = paths::env_dir(&env.name).join("bootstrap-terraform");
-    terraform_env(env, tf_cli_config)
-        .into_iter()
-        .map(|(k, v)| match k.as_str() {
-            "TF_DATA_DIR" => (k, data_dir.display().to_string()),
-            _ => (k, v),
-        })
-        .collect()
+    for (_, dir) in vars.iter_mut().filter(|(k, _)| k == "TF_DATA_DIR") {
+        *dir = data_dir.display().to_string();
+    }
+    vars
 }
 
-/// The state bucket the settings name (validated to be present).
-pub fn state_bucket(env: &Environment) -> String {
-    env.terraform
-        .backend
-        .get("bucket")
-        .cloned()
-        .unwrap_or_default()
-}
-
-/// The state-bucket check that `deploy` runs before `terraform init`.
-pub fn bucket_check(env: &Environment) -> Step {
-    Step::new(
-        format!("state bucket exists ({})", state_bucket(env)),
-        Action::CheckBucket {
-            bucket: state_bucket(env),
-            local_state: None,
-            required: true,
-        },
-    )
-}
-
+/// `source`: the environment `env` promotes from, whose repositories its CI may read.
 pub fn plan(
     env: &Environment,
+    source: Option<&Environment>,
     tools: &[(Tool, String)],
     opts: Options,
     tf_cli_config: Option<&Path>,
 ) -> Plan {
     let tf_env = bootstrap_env(env, tf_cli_config);
-    let bucket = state_bucket(env);
+    let bucket = steps::state_bucket(env);
     let local_state = tf::local_state(env).display().to_string();
-    let mut steps = vec![image::preflight(tools), image::identity(env)];
-    steps.push(Step::new(
-        format!("state bucket lookup ({bucket})"),
-        Action::CheckBucket {
-            bucket: bucket.clone(),
-            local_state: Some(local_state.clone()),
-            required: false,
-        },
-    ));
-    steps.push(
-        Step::new(
-            "first run: a private copy of the configuration, on local state",
-            Action::CopyDirs {
-                copies: tf::first_run_sources(env),
-            },
-        )
-        .when(When::FirstBootstrap),
-    );
-    steps.push(
-        Step::new(
-            "first run: select the local backend in the copy",
-            Action::WriteFile {
-                path: tf::override_file(env),
-                contents: tf::override_contents(env),
-            },
-        )
-        .when(When::FirstBootstrap),
-    );
-    steps.push(
-        Step::new(
-            "terraform init (local state)",
-            Action::Run {
-                cmd: tf::init_local(env, &tf_env),
-                retry: false,
-            },
-        )
-        .when(When::FirstBootstrap),
-    );
-    steps.push(
-        Step::new(
-            format!("terraform init (state in s3://{bucket})"),
-            Action::Run {
-                cmd: tf::init(env, &tf_env),
-                retry: false,
-            },
-        )
-        .when(When::Bootstrapped),
-    );
-    steps.push(Step::new(
-        "terraform plan (account layer)",
-        Action::TerraformPlan {
-            cmd: tf::plan(env, &tf_env),
-            show: tf::show(env, &tf_env),
-        },
-    ));
-    if env.protected && !opts.yes && !opts.ci {
-        steps.push(
-            Step::new(
-                "confirmation",
-                Action::Confirm {
-                    prompt: format!(
-                        "apply these changes to the account layer of protected environment `{}`?",
-                        env.name
-                    ),
-                },
-            )
-            .when(When::ChangesPlanned),
-        );
-    }
-    steps.push(
-        Step::new(
-            "terraform apply (saved plan)",
-            Action::Apply {
-                cmd: tf::apply(env, &tf_env),
-            },
-        )
-        .when(When::ChangesPlanned),
-    );
-    steps.push(
-        Step::new(
-            format!("move the state into s3://{bucket} (terraform init -migrate-state)"),
-            Action::Run {
-                cmd: tf::migrate(env, &tf_env),
-                retry: false,
-            },
-        )
-        .when(When::FirstBootstrap),
-    );
-    steps.push(
-        Step::new(
-            "delete the first run's copy and local state",
-            Action::RemoveFiles {
-                paths: vec![
-                    local_state.clone(),
-                    format!("{local_state}.backup"),
-                    tf::first_run_copy(env).display().to_string(),
-                ],
-            },
-        )
-        .when(When::FirstBootstrap),
-    );
-    steps.push(Step::new(
-        "terraform outputs (what CI needs)",
-        Action::Outputs {
-            cmd: tf::output(env, &tf_env),
-        },
-    ));
-    Plan {
-        command: "bootstrap",
-        env: env.name.clone(),
-        steps,
-        cleanup: vec![tf::plan_file(env)],
-        image_repo: env.image_repo(),
-        tags: vec![],
-    }
+    let first = || When::FirstBootstrap;
+    let lookup = Action::CheckBucket {
+        bucket: bucket.clone(),
+        local_state: Some(local_state.clone()),
+        required: false,
+    };
+    let vars = Action::WriteFile {
+        path: tf::vars_path(env),
+        contents: tf::vars_file(env, source),
+    };
+    let copy = Action::CopyDirs {
+        copies: tf::first_run_sources(env),
+    };
+    let select = Action::WriteFile {
+        path: tf::override_file(env),
+        contents: tf::override_contents(env),
+    };
+    let mut steps = steps::guards(env, tools, false);
+    steps.push(Step::new(format!("state bucket lookup ({bucket})"), lookup));
+    let title = "the account layer's variables (functions, promotion source)";
+    steps.push(Step::new(title, vars));
+    let title = "first run: a private copy of the configuration, on local state";
+    steps.push(Step::new(title, copy).when(first()));
+    let title = "first run: select the local backend in the copy";
+    steps.push(Step::new(title, select).when(first()));
+    let init = tf::init_local(env, &tf_env);
+    steps.push(steps::run("terraform init (local state)", init, first()));
+    let title = format!("terraform init (state in s3://{bucket})");
+    let init = tf::init(env, &tf_env);
+    steps.push(steps::run(title, init, When::Bootstrapped));
+    let commands = [
+        tf::plan(env, &tf_env),
+        tf::show(env, &tf_env),
+        tf::apply(env, &tf_env),
+    ];
+    let name = &env.name;
+    let ask =
+        format!("apply these changes to the account layer of protected environment `{name}`?");
+    let ask = steps::asks(env, opts.yes, opts.ci).then_some(ask);
+    let title = "terraform plan (account layer)";
+    steps.extend(steps::plan_apply(title, commands, ask));
+    let title = format!("move the state into s3://{bucket} (terraform init -migrate-state)");
+    steps.push(steps::run(title, tf::migrate(env, &tf_env), first()));
+    let remove = Action::RemoveFiles {
+        paths: vec![
+            local_state.clone(),
+            format!("{local_state}.backup"),
+            tf::first_run_copy(env).display().to_string(),
+        ],
+    };
+    let title = "delete the first run's copy and local state";
+    steps.push(Step::new(title, remove).when(first()));
+    let outputs = Action::Outputs {
+        cmd: tf::output(env, &tf_env),
+    };
+    steps.push(Step::new("terraform outputs (what CI needs)", outputs));
+    let cleanup = vec![tf::plan_file(env), tf::vars_path(env)];
+    Plan::new("bootstrap", env, steps, cleanup, vec![])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::image::tests::{facts, settings};
+    use crate::plan::tests::{facts, settings};
 
     fn commands(name: &str) -> (Plan, Vec<String>) {
         let settings = settings();
         let env = settings.environment(name).unwrap();
-        let plan = plan(env, &facts(false).tools, Options::default(), None);
+        let plan = plan(env, None, &facts(false).tools, Options::default(), None);
         let lines = plan.command_lines();
         (plan, lines)
     }
@@ -198,7 +118,7 @@ mod tests {
         let titles: Vec<(&str, When)> = plan
             .steps
             .iter()
-            .map(|s| (s.title.as_str(), s.when))
+            .map(|s| (s.title.as_str(), s.when.clone()))
             .collect();
         let bucket = "prod-sse-streaming-tfstate";
         assert_eq!(
@@ -207,6 +127,10 @@ mod tests {
                 ("tool preflight", When::Always),
                 ("account and region check", When::Always),
                 (&*format!("state bucket lookup ({bucket})"), When::Always),
+                (
+                    "the account layer's variables (functions, promotion source)",
+                    When::Always
+                ),
                 (
                     "first run: a private copy of the configuration, on local state",
                     When::FirstBootstrap
@@ -237,7 +161,7 @@ mod tests {
         let copy = crate::paths::root().join("target/xtask/prod/bootstrap-first-run");
         let copy = copy.display();
         // The first run never writes into infrastructure/: its override lives in the copy.
-        match &plan.steps[3].action {
+        match &plan.steps[4].action {
             Action::CopyDirs { copies } => assert_eq!(
                 copies,
                 &[
@@ -253,7 +177,7 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
-        match &plan.steps[4].action {
+        match &plan.steps[5].action {
             Action::WriteFile { path, .. } => {
                 assert_eq!(path, &format!("{copy}/bootstrap/local_backend_override.tf"))
             }
@@ -281,10 +205,13 @@ mod tests {
                 "terraform -chdir=<bootstrap-root> plan -input=false -no-color -lock-timeout=5m \
                  -detailed-exitcode -out={} \
                  -var environment=prod -var account_id=222222222222 -var region=eu-west-1 \
-                 -var state_bucket={bucket} \
+                 -var project=sse-streaming -var state_bucket={bucket} \
                  -var app_state_key=prod/sse-streaming.tfstate \
-                 -var github_repository=example-org/sse-streaming",
-                saved.display()
+                 -var github_repository=example-org/sse-streaming -var-file={}",
+                saved.display(),
+                crate::paths::root()
+                    .join("target/xtask/prod/bootstrap.tfvars.json")
+                    .display()
             )
         );
         assert!(lines.contains(&format!(
@@ -302,7 +229,7 @@ mod tests {
         let settings = settings();
         let asks = |name: &str, opts: Options| {
             let env = settings.environment(name).unwrap();
-            plan(env, &facts(false).tools, opts, None)
+            plan(env, None, &facts(false).tools, opts, None)
                 .steps
                 .iter()
                 .any(|s| matches!(s.action, Action::Confirm { .. }))
@@ -329,7 +256,7 @@ mod tests {
     fn the_override_selects_local_state_under_target() {
         let settings = settings();
         let env = settings.environment("local").unwrap();
-        let lines = plan(env, &facts(false).tools, Options::default(), None).command_lines();
+        let lines = plan(env, None, &facts(false).tools, Options::default(), None).command_lines();
         assert!(
             lines
                 .iter()

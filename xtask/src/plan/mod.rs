@@ -1,23 +1,21 @@
-//! Plans are data: the ordered steps a command will take, decided by pure functions.
-//!
-//! `image`, `deploy` and `rollback` each turn (settings, facts) into a [`Plan`]. The runner
-//! executes it; `--dry-run` prints it. Values known only at run time (the digest a build
-//! produces, the current time) are placeholders such as `<digest>` that the runner fills in.
+//! Plans are data: the ordered steps a command will take, decided by pure functions of the
+//! settings and the facts; the runner executes a [`Plan`] and `--dry-run` prints it. Values
+//! known only at run time are typed [`Slot`]s, printed as `<digest:NAME>`.
 
 pub mod bootstrap;
 pub mod deploy;
 pub mod image;
-pub mod repository;
+pub mod promote;
+pub mod release;
 pub mod rollback;
-mod scan;
+pub mod steps;
 
 use std::fmt;
 
-use crate::settings::Platform;
-
-pub use crate::cmdline::{
-    CONTAINER, CmdLine, DIGEST, IMAGE_COMMAND, LAMBDA_API, LIVE_DIGEST, NOW, RUN,
-};
+pub use crate::cmdline::{Arg, CmdLine, Slot};
+use crate::scan::Policy;
+use crate::settings::{Environment, Expect, Function, Platform, Smoke};
+use crate::tools::{docker::BakeTarget, terraform::FunctionVars};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -26,8 +24,17 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// Files the runner deletes when the plan ends, on success and on failure.
     pub cleanup: Vec<String>,
-    /// What the summary reports: the image repository, tags and the reason for each decision.
+    /// The functions the plan acts on, with the tags it writes, for the result.
+    pub functions: Vec<Planned>,
+}
+
+/// One function as the plan acts on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    pub name: String,
+    /// `registry/repository`.
     pub image_repo: String,
+    /// Bare tag names the plan writes (or finds) for the function's image.
     pub tags: Vec<String>,
 }
 
@@ -38,150 +45,183 @@ pub struct Step {
     pub action: Action,
 }
 
-/// A condition on a step. `Always` steps run; the others are checked by the runner, using a
-/// fact gathered earlier in the same run, so a dry run prints them as conditions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A condition on a step, checked by the runner against what earlier steps learned.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum When {
     Always,
-    /// The ECR repository does not exist yet: a first-ever deploy.
-    RepositoryMissing,
-    /// The content tag is not in the registry yet (or `--force`).
-    ImageMissing,
-    /// `terraform plan` exited 2.
+    RepositoriesMissing,
+    /// A new function in a deployed environment.
+    SomeRepositoriesMissing,
+    AnyImageMissing,
+    ImageFound(String),
     ChangesPlanned,
-    /// The `live` tag does not point at the image being deployed (or does not exist).
-    LiveMoves,
-    /// `live` moves and points at another single image, which becomes `previous`. (Not a
-    /// stale index that `imagetools create` made: no function ever ran one.)
-    PreviousMoves,
-    /// The content tag was already in the registry, so nothing was built or pushed.
-    ImageFound,
-    /// `terraform init`, unless the data directory was initialised with the same backend
-    /// settings, configuration files and provider lock file (a key recorded in it).
+    LiveMoves(String),
+    /// `live` moves from another single image, which becomes `previous` (never from a stale
+    /// index that `imagetools create` made: no function ever ran one).
+    PreviousMoves(String),
+    /// Unless the data directory was initialised with the same key (backend settings,
+    /// configuration files and provider lock file, recorded in it).
     InitStale,
-    /// The account layer's first run (no state bucket yet, or a local state left by an
-    /// interrupted first run): local state, then migrated into the bucket.
+    /// No state bucket yet, or a local state left by an interrupted first run: local state,
+    /// then migrated into the bucket.
     FirstBootstrap,
-    /// The account layer's state is in its bucket.
     Bootstrapped,
 }
 
 impl fmt::Display for When {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            When::Always => "always",
-            When::RepositoryMissing => "if the ECR repository does not exist yet",
-            When::ImageMissing => "if the content tag is not in the registry",
-            When::ChangesPlanned => "if terraform plan finds changes",
-            When::LiveMoves => "if `live` does not point at this image yet",
-            When::PreviousMoves => "if `live` moves from another image",
-            When::ImageFound => "if the content tag was already in the registry",
-            When::InitStale => "unless already initialised for this backend and configuration",
-            When::FirstBootstrap => "on the first run (no state bucket yet)",
-            When::Bootstrapped => "if the state bucket exists",
-        })
+        match self {
+            When::Always => f.write_str("always"),
+            When::RepositoriesMissing => f.write_str("if an ECR repository does not exist yet"),
+            When::SomeRepositoriesMissing => {
+                f.write_str("if some ECR repositories exist and others do not yet")
+            }
+            When::AnyImageMissing => {
+                f.write_str("for the functions whose content tag is not in the registry")
+            }
+            When::ImageFound(n) => write!(f, "if {n}'s content tag was already in the registry"),
+            When::ChangesPlanned => f.write_str("if terraform plan finds changes"),
+            When::LiveMoves(n) => write!(f, "if {n}'s `live` does not point at this image yet"),
+            When::PreviousMoves(n) => write!(f, "if {n}'s `live` moves from another image"),
+            When::InitStale => {
+                f.write_str("unless already initialised for this backend and configuration")
+            }
+            When::FirstBootstrap => f.write_str("on the first run (no state bucket yet)"),
+            When::Bootstrapped => f.write_str("if the state bucket exists"),
+        }
     }
 }
 
+/// What a step does: [`Step::describe`] says it for the dry run, the runner does it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// A fact already gathered, printed for the record.
     Note(String),
     /// STS GetCallerIdentity and the effective region must match the settings.
     CheckIdentity { account_id: String, region: String },
-    /// ECR DescribeRepositories: does the repository exist?
-    CheckRepository { name: String, required: bool },
-    /// ECR GetAuthorizationToken, then this `docker login` with the password on stdin.
-    Login { registry: String, cmd: CmdLine },
-    /// Reads a reference from the registry; sets `sets` to its digest when it exists.
+    /// ECR DescribeRepositories; with `required` a missing one stops the run.
+    CheckRepositories { names: Vec<String>, required: bool },
+    /// `source`: the registry images are promoted from (on the local stack its account signs).
+    Login {
+        registry: String,
+        cmd: CmdLine,
+        source: Option<Source>,
+    },
+    /// Sets `sets` to the reference's digest when it exists, else refuses with `required`.
     Lookup {
         reference: String,
         sets: Slot,
-        required: bool,
+        required: Option<String>,
         cmd: CmdLine,
     },
     /// A command that must exit 0.
     Run { cmd: CmdLine, retry: bool },
-    /// `docker buildx build --push`; the digest comes from the metadata file.
-    /// Then `push` (the `docker` driver's load and pushes of `archive`, deleted afterwards).
-    Build {
+    Bake {
+        file: String,
+        metadata: String,
+        targets: Vec<BakeTarget>,
         cmd: CmdLine,
-        metadata_file: String,
-        push: Vec<CmdLine>,
-        archive: Option<String>,
     },
-    /// The pushed tag must be a single image manifest for `platform` with the built digest.
     VerifyManifest {
-        reference: String,
+        function: String,
+        reference: Arg,
         platform: Platform,
         cmd: CmdLine,
     },
-    /// Run the image under the Lambda emulator (the adapter started as an extension), wait
-    /// for `/health` through its Function URL, read a live SSE stream there, remove it.
-    /// `<container>` is a fresh name per run, also the function's name in the emulator;
-    /// `<lambda-api>` is the emulator's Runtime API; `<image-command>` the image's ENTRYPOINT
-    /// and CMD, read by `inspect`. `logs` runs only when the test fails; `remove` always.
+    /// Stops the run with this explanation.
+    Refuse(String),
+    CheckRan {
+        function: String,
+        places: Vec<Source>,
+    },
     Smoke {
-        image: String,
+        function: String,
+        /// Also the function's name in the emulator (unique per run).
+        container: String,
+        check: Smoke,
         lines: Box<SmokeLines>,
     },
-    /// Local stack only: serve the function Terraform reports (output `function_name`) the
-    /// way the AWS emulator's Lambda API describes it (image digest, environment, memory)
-    /// under the Lambda emulator, replacing what served it before, and print its Function URL.
     ServeLocal {
         endpoint_url: String,
         region: String,
-        platform: Platform,
+        functions: Vec<(String, Platform)>,
     },
-    /// Points `tags` (bare names) of `repository` at the digest in `slot` by copying its
-    /// manifest (see `registry.rs`), then reads each back to check the digest.
     Retag {
+        function: String,
         repository: String,
         slot: Slot,
         tags: Vec<String>,
         verify: Vec<CmdLine>,
     },
+    WriteVars {
+        path: String,
+        functions: Vec<FunctionVars>,
+    },
     /// `terraform plan -detailed-exitcode`: 0 no changes, 2 changes, else failure.
     TerraformPlan { cmd: CmdLine, show: CmdLine },
-    /// Ask before applying (protected environments outside CI, without `--yes`).
+    /// Asks before applying (protected environments outside CI, without `--yes`).
     Confirm { prompt: String },
-    /// `terraform apply` of the saved plan; Ctrl-C is forwarded once so state is saved.
+    /// Ctrl-C is forwarded once, so the state is saved.
     Apply { cmd: CmdLine },
-    /// S3 HeadBucket on the state bucket. `required`: a missing bucket stops the run with the
-    /// bootstrap hint. `local_state`: a first run's leftover local state also counts as a
-    /// first run, so an interrupted bootstrap resumes from its own state.
+    /// A first run's leftover `local_state` also counts as a first run, so an interrupted
+    /// bootstrap resumes from its own state.
     CheckBucket {
         bucket: String,
         local_state: Option<String>,
         required: bool,
     },
-    /// Writes a file (relative to the repository root); the plan's cleanup removes it.
+    /// Relative to the repository root, or absolute.
     WriteFile { path: String, contents: String },
-    /// Replaces each destination directory with a copy of its source (paths relative to the
-    /// repository root, or absolute).
+    /// Replaces each destination directory with a copy of its source.
     CopyDirs { copies: Vec<(String, String)> },
-    /// Deletes files; missing ones are fine.
+    /// Missing ones are fine.
     RemoveFiles { paths: Vec<String> },
-    /// `terraform output -json`, reported in the summary.
+    /// `terraform output -json`, for the summary.
     Outputs { cmd: CmdLine },
-    /// Local stack only: ECR PutImage of the pushed manifest (read from the loopback registry)
-    /// into the emulator's ECR under `tags`, so ECR's image calls (scan, retag) know the image.
     MirrorToEmulator {
+        function: String,
         repository: String,
         tags: Vec<String>,
     },
-    /// Waits (bounded) for the registry's scan of the run's digest, starting one when there is
-    /// none, and refuses findings at or above the policy's threshold that it does not allow.
     ScanGate {
+        function: String,
         repository: String,
-        policy: crate::scan::Policy,
+        policy: Policy,
     },
+    CopyImage {
+        function: String,
+        from: Source,
+        repository: String,
+        tag: String,
+    },
+}
+
+/// Another environment's copy of a function's repository: where to read its images.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub env: String,
+    pub account_id: String,
+    pub registry: String,
+    pub repository: String,
+    /// On the local stack: its emulator account signs the calls.
+    pub local: bool,
+}
+
+impl Source {
+    pub fn of(env: &Environment, f: &Function) -> Source {
+        Source {
+            env: env.name.clone(),
+            account_id: env.account_id.clone(),
+            registry: env.registry(),
+            repository: f.repository.clone(),
+            local: env.local.is_some(),
+        }
+    }
 }
 
 /// The command lines of one smoke test, in the order they run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SmokeLines {
-    /// `docker pull` of the digest (the engine may already have it).
     pub pull: CmdLine,
     /// Reads the image's ENTRYPOINT and CMD, which `run` starts as Lambda would.
     pub inspect: CmdLine,
@@ -190,49 +230,6 @@ pub struct SmokeLines {
     pub logs: CmdLine,
     /// Always, even after a failure or a signal.
     pub remove: CmdLine,
-}
-
-/// Runtime values a lookup can fill.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Slot {
-    /// The image to deploy: `<digest>`.
-    Digest,
-    /// The image that was live before: `<live-digest>`.
-    LiveDigest,
-}
-
-impl Action {
-    /// Reads `reference` from the registry into `sets`.
-    pub fn lookup(reference: String, sets: Slot, required: bool) -> Action {
-        Action::Lookup {
-            cmd: crate::tools::docker::inspect(&reference),
-            reference,
-            sets,
-            required,
-        }
-    }
-    /// Points bare `tags` of the environment's repository at the digest in `slot`, in order,
-    /// then reads each back.
-    pub fn retag(env: &crate::settings::Environment, slot: Slot, tags: Vec<String>) -> Action {
-        let repo = env.image_repo();
-        Action::Retag {
-            repository: env.repository.clone(),
-            slot,
-            verify: tags
-                .iter()
-                .map(|t| crate::tools::docker::inspect(&format!("{repo}:{t}")))
-                .collect(),
-            tags,
-        }
-    }
-    /// Checks that `reference` is a single image manifest for `platform` with the run's digest.
-    pub fn verify(reference: String, platform: Platform) -> Action {
-        Action::VerifyManifest {
-            cmd: crate::tools::docker::inspect(&reference),
-            reference,
-            platform,
-        }
-    }
 }
 
 impl Step {
@@ -250,20 +247,10 @@ impl Step {
     /// The command lines this step runs, in order (none for pure AWS calls and notes).
     pub fn commands(&self) -> Vec<&CmdLine> {
         match &self.action {
-            Action::Note(_)
-            | Action::CheckIdentity { .. }
-            | Action::CheckRepository { .. }
-            | Action::Confirm { .. }
-            | Action::CheckBucket { .. }
-            | Action::WriteFile { .. }
-            | Action::CopyDirs { .. }
-            | Action::RemoveFiles { .. }
-            | Action::MirrorToEmulator { .. }
-            | Action::ScanGate { .. }
-            | Action::ServeLocal { .. } => vec![],
             Action::Login { cmd, .. }
             | Action::Lookup { cmd, .. }
             | Action::Run { cmd, .. }
+            | Action::Bake { cmd, .. }
             | Action::VerifyManifest { cmd, .. }
             | Action::Apply { cmd }
             | Action::Outputs { cmd } => vec![cmd],
@@ -271,132 +258,199 @@ impl Step {
                 vec![&lines.pull, &lines.inspect, &lines.run, &lines.remove]
             }
             Action::TerraformPlan { cmd, show } => vec![cmd, show],
-            Action::Build { cmd, push, .. } => std::iter::once(cmd).chain(push).collect(),
             Action::Retag { verify, .. } => verify.iter().collect(),
+            _ => vec![],
         }
     }
-    /// One line saying what the step does, for the dry run and the log.
+    /// What the step does, one line each, for the dry run.
     pub fn describe(&self) -> Vec<String> {
+        let indented = |text: String| text.lines().map(|l| format!("  {l}")).collect::<Vec<_>>();
+        let digest = |function: &String| Slot::Digest(function.clone());
+        let mut out = vec![];
         match &self.action {
-            Action::Note(text) => vec![text.clone()],
+            Action::Note(text) => out.push(text.clone()),
+            Action::CheckIdentity { account_id, region } => out.push(format!(
+                "aws sts get-caller-identity: account must be {account_id}, region {region}"
+            )),
+            Action::CheckRepositories { names, .. } => {
+                let names = names.join(" ");
+                out.push(format!(
+                    "aws ecr describe-repositories --repository-names {names}"
+                ))
+            }
+            Action::Refuse(why) => out.push(format!("refuses: {why}")),
+            Action::CheckRan { function, places } => {
+                let places = places
+                    .iter()
+                    .map(|p| format!("{} ({})", p.repository, p.env));
+                let (digest, places) = (digest(function), places.collect::<Vec<_>>().join(" or "));
+                out.push(format!(
+                    "aws ecr describe-images --image-ids imageDigest={digest}: a deployed-<time> \
+                     tag in {places}"
+                ))
+            }
+            Action::Login { registry, cmd, .. } => out.extend([
+                format!("aws ecr get-authorization-token (registry {registry})"),
+                format!("{cmd}   (password on stdin)"),
+            ]),
+            Action::Bake { file, targets, .. } => {
+                out.push(format!(
+                    "write {file} with the targets below whose content tag is missing:"
+                ));
+                out.extend(indented(crate::tools::docker::bake_file(targets.iter())));
+                out.extend(self.lines());
+            }
+            Action::Smoke { check, lines, .. } => {
+                let expect = match &check.expect {
+                    Expect::Sse => "an SSE stream, the first event well before the end".into(),
+                    Expect::Json(fields) => format!("JSON with {fields:?}"),
+                };
+                let path = &check.path;
+                out.extend([
+                    lines.pull.to_string(),
+                    lines.inspect.to_string(),
+                    format!("{}   (the Lambda emulator's Runtime API)", lines.run),
+                    format!("GET <function-url>/health, then <function-url>{path} ({expect})"),
+                    format!("{}   (on failure)", lines.logs),
+                    format!("{}   (always)", lines.remove),
+                ])
+            }
+            Action::ServeLocal {
+                endpoint_url,
+                region,
+                functions,
+            } => {
+                let names: Vec<&str> = functions.iter().map(|(n, _)| n.as_str()).collect();
+                out.push(format!(
+                    "GET {endpoint_url}/2015-03-31/functions/<function_name> (Lambda GetFunction \
+                     in {region}) for {}: image digest, environment, memory, timeout",
+                    names.join(", ")
+                ));
+                let serve = "replace each function's container under the Lambda emulator";
+                out.push(format!("{serve}; wait for /health"));
+                out.push("print each `local url: http://127.0.0.1:<port>/...`".into());
+            }
+            Action::Retag {
+                repository,
+                slot,
+                tags,
+                ..
+            } => {
+                out.push(format!(
+                    "copy the manifest {repository}@{slot} to tag {} (ECR PutImage, or the OCI \
+                     distribution API on the local registry)",
+                    tags.join(", ")
+                ));
+                out.extend(self.lines());
+            }
+            Action::WriteVars { path, functions } => {
+                out.push(format!("write {path}:"));
+                let text = crate::tools::terraform::vars_file(functions, |slot| slot.to_string());
+                out.extend(indented(text));
+            }
+            Action::Confirm { prompt } => out.push(format!("ask: {prompt}")),
             Action::CheckBucket {
                 bucket,
                 local_state,
                 required,
             } => {
-                let mut lines = vec![format!("aws s3api head-bucket --bucket {bucket}")];
+                out.push(format!("aws s3api head-bucket --bucket {bucket}"));
                 if *required {
-                    lines.push("missing: stop, run `cargo xtask bootstrap` first".into());
+                    out.push("missing: stop, run `cargo xtask bootstrap` first".into());
                 }
                 if let Some(path) = local_state {
-                    lines.push(format!("first run if missing, or if {path} holds a state"));
+                    out.push(format!("first run if missing, or if {path} holds a state"));
                 }
-                lines
             }
-            Action::WriteFile { path, .. } => vec![format!("write {path}")],
-            Action::CopyDirs { copies } => copies
-                .iter()
-                .map(|(from, to)| format!("copy {from}/ to {to}/"))
-                .collect(),
-            Action::MirrorToEmulator { repository, tags } => vec![format!(
-                "aws ecr put-image --repository-name {repository} --image-digest {DIGEST} \
-                 (manifest read from the local registry), tags {}",
-                tags.join(", ")
-            )],
-            Action::ScanGate { repository, policy } => scan::describe(repository, policy),
-            Action::RemoveFiles { paths } => vec![format!("delete {}", paths.join(", "))],
-            Action::CheckIdentity { account_id, region } => vec![format!(
-                "aws sts get-caller-identity: account must be {account_id}, region {region}"
-            )],
-            Action::CheckRepository { name, .. } => {
-                vec![format!(
-                    "aws ecr describe-repositories --repository-names {name}"
-                )]
-            }
-            Action::Login { registry, cmd } => vec![
-                format!("aws ecr get-authorization-token (registry {registry})"),
-                format!("{cmd}   (password on stdin)"),
-            ],
-            Action::Smoke { image, lines } => vec![
-                lines.pull.to_string(),
-                lines.inspect.to_string(),
-                format!(
-                    "{}   (the Lambda emulator's Runtime API; {IMAGE_COMMAND} from above)",
-                    lines.run
-                ),
-                format!(
-                    "GET <function-url>/health, then <function-url>/stream?count=3&interval=1 \
-                     through the emulated Function URL: 3 events from {image}, the first well \
-                     before the end"
-                ),
-                format!("{}   (on failure)", lines.logs),
-                format!("{}   (always)", lines.remove),
-            ],
-            Action::ServeLocal {
-                endpoint_url,
-                region,
-                platform,
-            } => vec![
-                format!(
-                    "GET {endpoint_url}/2015-03-31/functions/<function_name> (Lambda GetFunction \
-                     in {region}): image digest, environment, memory, timeout"
-                ),
-                format!(
-                    "{}   (unless it already serves that digest)",
-                    crate::tools::docker::pull("<image-uri>", *platform)
-                ),
-                "replace the function's container under the Lambda emulator; wait for /health \
-                 through its Function URL"
-                    .to_string(),
-                "print `local function url: http://<bridge>:9000/lambda-url/<function_name>`"
-                    .to_string(),
-            ],
-            Action::Confirm { prompt } => vec![format!("ask: {prompt}")],
-            Action::Retag {
+            Action::WriteFile { path, .. } => out.push(format!("write {path}")),
+            Action::CopyDirs { copies } => out.extend(
+                copies
+                    .iter()
+                    .map(|(from, to)| format!("copy {from}/ to {to}/")),
+            ),
+            Action::RemoveFiles { paths } => out.push(format!("delete {}", paths.join(", "))),
+            Action::MirrorToEmulator {
+                function,
                 repository,
-                slot,
                 tags,
-                verify,
+            } => out.push(format!(
+                "aws ecr put-image --repository-name {repository} --image-digest {} (manifest \
+                 read from the local registry), tags {}",
+                digest(function),
+                tags.join(", ")
+            )),
+            Action::ScanGate {
+                function,
+                repository,
+                policy,
             } => {
-                let digest = match slot {
-                    Slot::Digest => DIGEST,
-                    Slot::LiveDigest => LIVE_DIGEST,
-                };
-                let mut lines = vec![format!(
-                    "copy the manifest {repository}@{digest} to tag {} (ECR PutImage, or the \
-                     OCI distribution API on the local registry)",
-                    tags.join(", ")
-                )];
-                lines.extend(verify.iter().map(ToString::to_string));
-                lines
+                let (digest, wait) = (digest(function), policy.timeout.as_secs());
+                out.push(format!(
+                    "aws ecr describe-image-scan-findings --repository-name {repository} \
+                     --image-id imageDigest={digest}   (start-image-scan when there is none; \
+                     wait up to {wait}s)"
+                ));
+                let (fail_on, entries) = (&policy.fail_on, policy.allow.len());
+                out.push(format!(
+                    "refuse findings at or above {fail_on} unless allowed ({entries} allow-list \
+                     entries)"
+                ));
+                for a in &policy.allow {
+                    let (id, expires, reason) = (&a.id, &a.expires, &a.reason);
+                    out.push(format!("  allow {id} until {expires}: {reason}"));
+                }
             }
-            _ => self.commands().iter().map(ToString::to_string).collect(),
+            Action::CopyImage {
+                function,
+                from,
+                repository,
+                tag,
+            } => out.push(format!(
+                "copy {}/{}@{} (environment {}) with its blobs to {repository}:{tag}, registry to \
+                 registry; refuse any other digest",
+                from.registry,
+                from.repository,
+                digest(function),
+                from.env
+            )),
+            _ => out.extend(self.lines()),
         }
+        out
+    }
+    fn lines(&self) -> Vec<String> {
+        self.commands().iter().map(ToString::to_string).collect()
     }
 }
 
 impl Plan {
+    pub fn new(
+        command: &'static str,
+        env: &Environment,
+        steps: Vec<Step>,
+        cleanup: Vec<String>,
+        functions: Vec<Planned>,
+    ) -> Plan {
+        let env = env.name.clone();
+        Plan {
+            command,
+            env,
+            steps,
+            cleanup,
+            functions,
+        }
+    }
     /// Every command line of the plan in order, for tests and `--json`.
     pub fn command_lines(&self) -> Vec<String> {
-        self.steps
-            .iter()
-            .flat_map(|s| s.commands())
-            .map(ToString::to_string)
-            .collect()
+        self.steps.iter().flat_map(Step::lines).collect()
     }
 }
 
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "plan: cargo xtask {} --env {} ({} steps)",
-            self.command,
-            self.env,
-            self.steps.len()
-        )?;
+        let (command, env, steps) = (self.command, &self.env, self.steps.len());
+        writeln!(f, "plan: cargo xtask {command} --env {env} ({steps} steps)")?;
         for (i, step) in self.steps.iter().enumerate() {
-            let cond = match step.when {
+            let cond = match &step.when {
                 When::Always => String::new(),
                 when => format!("  [{when}]"),
             };
@@ -411,3 +465,6 @@ impl fmt::Display for Plan {
         Ok(())
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests;

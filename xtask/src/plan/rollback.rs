@@ -1,104 +1,70 @@
-//! The `rollback` plan: deploy an image already in the registry, by tag or digest, with no build.
+//! The `rollback` plan: deploy images already in the registry, by tag or digest, with no
+//! build; functions not named by `--function` stay as they are.
 
-use std::path::Path;
+use anyhow::{Result, bail};
 
-use super::deploy::{DeployOptions, release_steps, terraform_env, with_saved_plan};
-use super::image;
-use super::{Action, Plan, Slot, Step, When};
+use super::steps::{self, lookup};
+use super::{Action, Plan, Slot, Source, Step, release};
 use crate::facts::Facts;
 use crate::settings::Environment;
-use crate::tools::terraform;
 
-/// The image to go back to: `previous` by default, else a tag or a `sha256:` digest.
-pub fn target_reference(env: &Environment, to: Option<&str>) -> String {
-    let repo = env.image_repo();
-    match to {
-        None => format!("{repo}:previous"),
-        Some(digest) if digest.starts_with("sha256:") => format!("{repo}@{digest}"),
-        Some(tag) => format!("{repo}:{tag}"),
-    }
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// A tag in each function's repository, or a `sha256:` digest (one function only).
+    pub to: Option<String>,
+    pub functions: Vec<String>,
+    pub yes: bool,
+    pub ci: bool,
 }
 
+/// `source`: the environment `env` promotes from, whose runs a rollback may also go back to.
 pub fn plan(
     env: &Environment,
+    source: Option<&Environment>,
     facts: &Facts,
-    to: Option<&str>,
-    opts: DeployOptions,
-    tf_cli_config: Option<&Path>,
-) -> Plan {
-    let tf_env = terraform_env(env, tf_cli_config);
-    let target = target_reference(env, to);
-    let mut steps = vec![
-        image::preflight(&facts.tools),
-        image::identity(env),
-        image::login(env),
-        super::bootstrap::bucket_check(env),
-    ];
-    steps.push(
-        Step::new(
-            "terraform init",
-            Action::Run {
-                cmd: terraform::init(env, &tf_env),
-                retry: false,
-            },
-        )
-        .when(When::InitStale),
-    );
-    steps.push(Step::new(
-        format!("rollback target lookup ({})", to.unwrap_or("previous")),
-        Action::lookup(target.clone(), Slot::Digest, true),
-    ));
-    steps.push(Step::new(
-        "manifest verification",
-        Action::verify(target.clone(), env.platform),
-    ));
-    steps.extend(release_steps(env, &tf_env, opts.confirm(env)));
-    with_saved_plan("rollback", env, steps, vec![target])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::plan::image::{
-        find,
-        tests::{facts, settings},
-    };
-
-    #[test]
-    fn rollback_builds_nothing_and_defaults_to_previous() {
-        let settings = settings();
-        let env = settings.environment("preprod").unwrap();
-        let plan = plan(env, &facts(false), None, DeployOptions::default(), None);
-        let lines = plan.command_lines();
-        assert!(
-            !lines.iter().any(|l| l.contains("buildx build")),
-            "{lines:#?}"
-        );
-        let repo = "111111111111.dkr.ecr.eu-west-1.amazonaws.com/preprod-sse-streaming-lambda";
-        assert_eq!(
-            find(&plan, "docker buildx imagetools inspect").to_string(),
-            format!("docker buildx imagetools inspect {repo}:previous --format \"{{{{json .}}}}\"")
-        );
-        let tf = find(&plan, "terraform -chdir=infrastructure/terraform plan").to_string();
-        assert!(
-            tf.contains(&format!("-var image_uri={repo}@<digest>")),
-            "{tf}"
+    opts: &Options,
+) -> Result<Plan> {
+    let chosen = env.select(&opts.functions)?;
+    let digest = opts.to.as_deref().filter(|t| t.starts_with("sha256:"));
+    if digest.is_some() && chosen.len() != 1 {
+        bail!(
+            "--to with a digest names one image: pass the one function it belongs to with \
+             --function (environment `{}` has {})",
+            env.name,
+            env.functions.len()
         );
     }
-
-    #[test]
-    fn rollback_targets_a_tag_or_a_digest() {
-        let settings = settings();
-        let env = settings.environment("local").unwrap();
-        let repo = "127.0.0.1:5000/local-sse-streaming-lambda";
-        assert_eq!(
-            target_reference(env, Some("src-0123456789ab")),
-            format!("{repo}:src-0123456789ab")
+    let mut steps = steps::guards(env, &facts.tools, true);
+    steps.extend(steps::init(env, facts));
+    let label = opts.to.as_deref().unwrap_or("previous");
+    for f in &chosen {
+        let repo = env.image_repo(f);
+        let target = match digest {
+            Some(digest) => format!("{repo}@{digest}"),
+            None => format!("{repo}:{label}"),
+        };
+        let why = format!(
+            "{target} is not in the registry: pass --to with a tag or digest that was pushed \
+             (see `docker buildx imagetools inspect`)"
         );
-        let digest = format!("sha256:{}", "b".repeat(64));
-        assert_eq!(
-            target_reference(env, Some(&digest)),
-            format!("{repo}@{digest}")
-        );
+        let lookup = lookup(target.clone(), Slot::Digest(f.name.clone()), Some(why));
+        let title = format!("{}: rollback target lookup ({label})", f.name);
+        steps.push(Step::new(title, lookup));
+        steps.push(steps::verify(f, target.into()));
+        // An environment that promotes goes back only to a digest it or its source ran.
+        if let Some(from) = source {
+            let ran = Action::CheckRan {
+                function: f.name.clone(),
+                places: vec![Source::of(env, f), Source::of(from, f)],
+            };
+            let (name, here, there) = (&f.name, &env.name, &from.name);
+            let title = format!("{name}: ran in `{here}` or `{there}` before");
+            steps.push(Step::new(title, ran));
+        }
     }
+    let confirm = steps::asks(env, opts.yes, opts.ci);
+    steps.extend(release::steps(env, facts, &chosen, confirm));
+    let functions = steps::planned(env, &chosen, |_| vec![]);
+    let cleanup = release::files(env, facts);
+    Ok(Plan::new("rollback", env, steps, cleanup, functions))
 }

@@ -11,9 +11,9 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 use xshell::Shell;
 
-use super::signals;
-use crate::cmdline::CmdLine;
+use crate::cmdline::Resolved;
 use crate::secret::Secret;
+use crate::signals;
 
 /// Where a command's output goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +28,7 @@ pub enum Capture {
     Quiet,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Output {
     pub code: i32,
     pub stdout: String,
@@ -43,10 +43,9 @@ const TAIL_LINES: usize = 40;
 /// child's stdin and closed; it is the only way a secret reaches a child.
 pub fn run(
     sh: &Shell,
-    line: &CmdLine,
+    line: &Resolved,
     stdin: Option<&Secret>,
     capture: Capture,
-    json: bool,
 ) -> Result<Output> {
     if let Some(sig) = signals::received() {
         bail!(
@@ -55,7 +54,7 @@ pub fn run(
             line.program
         );
     }
-    let out = spawn_and_wait(sh, line, stdin, capture, json, true)?;
+    let out = spawn_and_wait(sh, line, stdin, capture, true)?;
     if let Some(sig) = signals::received() {
         bail!(
             "interrupted ({}): `{}` was stopped and has exited (exit {})",
@@ -70,16 +69,15 @@ pub fn run(
 /// Runs a cleanup command (removing a container the run started) even after a signal: the
 /// run is stopping, and this is what stopping cleanly means. The signal that stopped the run
 /// is not passed on to it (it would stop the cleanup itself). Its output is not shown.
-pub fn run_cleanup(sh: &Shell, line: &CmdLine) -> Result<Output> {
-    spawn_and_wait(sh, line, None, Capture::Quiet, false, false)
+pub fn run_cleanup(sh: &Shell, line: &Resolved) -> Result<Output> {
+    spawn_and_wait(sh, line, None, Capture::Quiet, false)
 }
 
 fn spawn_and_wait(
     sh: &Shell,
-    line: &CmdLine,
+    line: &Resolved,
     stdin: Option<&Secret>,
     capture: Capture,
-    json: bool,
     forward: bool,
 ) -> Result<Output> {
     use std::os::unix::process::CommandExt;
@@ -92,8 +90,9 @@ fn spawn_and_wait(
     });
     command.stdout(match capture {
         Capture::Stdout | Capture::Lookup | Capture::Quiet => Stdio::piped(),
-        Capture::Stream if json => Stdio::from(std::io::stderr()),
-        Capture::Stream => Stdio::inherit(),
+        // Progress goes to stderr whatever the output is: stdout carries only the result, and
+        // a reader that stops early (`| head`) cannot kill a terraform apply with SIGPIPE.
+        Capture::Stream => Stdio::from(std::io::stderr()),
     });
     command.stderr(Stdio::piped());
     let blocked = signals::Blocked::new();
@@ -161,6 +160,7 @@ fn read_lines(pipe: impl Read, echo: bool) -> VecDeque<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cmdline::CmdLine;
 
     #[test]
     fn odd_bytes_do_not_kill_the_child() {
@@ -170,8 +170,8 @@ mod tests {
         let script = "printf 'caf\\351\\n' >&2; i=0; while [ $i -lt 3000 ]; do \
                       echo \"line $i of filler text to fill the pipe buffer\" >&2; i=$((i+1)); done; \
                       printf 'caf\\351 stdout\\n'; exit 3";
-        let line = CmdLine::new("sh").args(["-c", script]);
-        let out = run(&sh, &line, None, Capture::Quiet, false).unwrap();
+        let line = CmdLine::new("sh").args(["-c", script]).plain().unwrap();
+        let out = run(&sh, &line, None, Capture::Quiet).unwrap();
         assert_eq!(out.code, 3, "the child ran to its own exit code");
         assert_eq!(out.stdout, "caf\u{fffd} stdout\n");
         assert_eq!(out.stderr_tail.len(), TAIL_LINES);
@@ -181,9 +181,12 @@ mod tests {
     #[test]
     fn secrets_go_over_stdin() {
         let sh = Shell::new().unwrap();
-        let line = CmdLine::new("sh").args(["-c", "read x; [ \"$x\" = s3cret ] && echo ok"]);
+        let line = CmdLine::new("sh")
+            .args(["-c", "read x; [ \"$x\" = s3cret ] && echo ok"])
+            .plain()
+            .unwrap();
         let secret = Secret::new("s3cret\n".into());
-        let out = run(&sh, &line, Some(&secret), Capture::Quiet, false).unwrap();
+        let out = run(&sh, &line, Some(&secret), Capture::Quiet).unwrap();
         assert_eq!((out.code, out.stdout.as_str()), (0, "ok\n"));
     }
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use super::Runner;
+use super::{Effect, Reply, Runner};
 use crate::cmdline::CmdLine;
 use crate::paths;
 use crate::plan::{Action, Step, When};
@@ -87,8 +87,7 @@ impl InitRecord {
         let tf_dir = cmd
             .args
             .iter()
-            .find_map(|a| a.strip_prefix("-chdir="))
-            .map(PathBuf::from)
+            .find_map(|a| a.to_string().strip_prefix("-chdir=").map(PathBuf::from))
             .unwrap_or_default();
         let mut parts: Vec<Vec<u8>> = vec![cmd.to_string().into_bytes()];
         for (k, v) in &cmd.env {
@@ -159,48 +158,98 @@ impl InitRecord {
     }
 }
 
-impl Runner<'_> {
-    /// Why `step` need not run again: an earlier run did it for the same input.
-    pub(super) fn done_before(&self, step: &Step) -> Option<String> {
-        match (&step.action, step.when) {
-            (Action::Smoke { .. }, _) => {
-                let digest = self.state.digest.as_deref()?;
-                SmokeRecord::for_env(&self.env.name)
-                    .passed(digest, &step.describe())
-                    .then(|| {
-                        format!(
-                            "{digest} passed this smoke test in an earlier run (recorded in \
-                             target/xtask/{}/smoke-passed)",
-                            self.env.name
-                        )
-                    })
-            }
-            (Action::Run { cmd, .. }, When::InitStale) => {
+/// A fact an earlier run established, recalled or recorded through the world.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Memo {
+    /// This digest passed this smoke test (its described lines) in this environment.
+    SmokePassed {
+        env: String,
+        digest: String,
+        test: Vec<String>,
+    },
+    /// `terraform init` with this command line already initialised its data directory.
+    Initialised(CmdLine),
+}
+
+impl Memo {
+    /// Whether the fact holds, and its key for the log.
+    pub fn recall(&self) -> (bool, String) {
+        match self {
+            Memo::SmokePassed { env, digest, test } => (
+                SmokeRecord::for_env(env).passed(digest, test),
+                String::new(),
+            ),
+            Memo::Initialised(cmd) => {
                 let record = InitRecord::new(cmd);
-                record.current().then(|| {
-                    format!(
-                        "already initialised for this backend, configuration and lock file (key {})",
-                        record.key()
-                    )
-                })
+                (record.current(), record.key().to_string())
             }
+        }
+    }
+    /// Records the outcome of the step it is about (a failed init forgets its key).
+    pub fn record(&self, ok: bool) {
+        match (self, ok) {
+            (Memo::SmokePassed { env, digest, test }, true) => {
+                SmokeRecord::for_env(env).record(digest, test)
+            }
+            (Memo::Initialised(cmd), true) => InitRecord::new(cmd).record(),
+            (Memo::Initialised(cmd), false) => InitRecord::new(cmd).forget(),
+            (Memo::SmokePassed { .. }, false) => {}
+        }
+    }
+}
+
+impl Runner<'_> {
+    fn memo(&self, step: &Step) -> Option<Memo> {
+        match (&step.action, &step.when) {
+            // The container's name is the run's own; the test is the rest of its lines.
+            (
+                Action::Smoke {
+                    function,
+                    container,
+                    ..
+                },
+                _,
+            ) => Some(Memo::SmokePassed {
+                env: self.env.name.clone(),
+                digest: self.state.digest(function)?.to_string(),
+                test: step
+                    .describe()
+                    .iter()
+                    .map(|l| l.replace(container, "<container>"))
+                    .collect(),
+            }),
+            (Action::Run { cmd, .. }, When::InitStale) => Some(Memo::Initialised(cmd.clone())),
             _ => None,
         }
     }
 
+    /// Why `step` need not run again: an earlier run did it for the same input.
+    pub(super) fn done_before(&mut self, step: &Step) -> Option<String> {
+        let memo = self.memo(step)?;
+        let Ok(Reply::Recalled(true, key)) = self.world.perform(Effect::Recall(memo.clone()))
+        else {
+            return None;
+        };
+        Some(match memo {
+            Memo::SmokePassed { digest, env, .. } => format!(
+                "{digest} passed this smoke test in an earlier run (recorded in \
+                 target/xtask/{env}/smoke-passed)"
+            ),
+            Memo::Initialised(_) => format!(
+                "already initialised for this backend, configuration and lock file (key {key})"
+            ),
+        })
+    }
+
     /// Records what a finished step established for later runs.
-    pub(super) fn remember(&self, step: &Step, outcome: &Result<Outcome>) {
-        match (&step.action, step.when, outcome) {
-            (Action::Smoke { .. }, _, Ok(Outcome::Done)) => {
-                if let Some(digest) = &self.state.digest {
-                    SmokeRecord::for_env(&self.env.name).record(digest, &step.describe());
-                }
-            }
-            (Action::Run { cmd, .. }, When::InitStale, Ok(Outcome::Done)) => {
-                InitRecord::new(cmd).record()
-            }
-            (Action::Run { cmd, .. }, When::InitStale, Err(_)) => InitRecord::new(cmd).forget(),
-            _ => {}
+    pub(super) fn remember(&mut self, step: &Step, outcome: &Result<Outcome>) {
+        let ok = match outcome {
+            Ok(Outcome::Done) => true,
+            Ok(Outcome::Skipped(_)) => return,
+            Ok(Outcome::Failed(_)) | Err(_) => false,
+        };
+        if let Some(memo) = self.memo(step) {
+            let _ = self.world.perform(Effect::Remember(memo, ok));
         }
     }
 }

@@ -1,139 +1,203 @@
-//! The runner: executes a plan's steps in order, times them, retries the transient failures of
-//! retryable steps, stops at the first failure or signal, and never prints a secret. Each
-//! action has one method; spawning lives in `exec`, the retry policy in `retry`, signal
-//! forwarding in `signals`.
+//! The runner: executes a plan's steps in order through one [`World`], times them, retries the
+//! transient failures of retryable steps, stops at the first failure or signal, and never
+//! prints a secret. Each action has one method, grouped by concern: `registry` (lookups, the
+//! bake, manifests, tags, copies), `aws` (identity, repositories, login, bucket), `scan`,
+//! `terraform` and `lambda` (smoke test, local serving). What the run learns goes into
+//! [`State`], from which the result is rendered.
 
-mod aws_steps;
-mod bootstrap_steps;
-mod cleanup;
+mod aws;
+pub mod cleanup;
 pub mod docker_config;
+pub mod effects;
 pub mod exec;
-mod lambda_steps;
-mod memo;
-mod registry_steps;
-pub mod retry;
+mod lambda;
+pub mod memo;
+mod registry;
 mod scan;
-pub mod signals;
-mod state_outputs;
-mod tags;
-mod terraform_steps;
+mod terraform;
+#[cfg(test)]
+mod tests;
 
-use terraform_steps::{confirm, copy_dir};
-
-use std::time::{Duration, Instant, SystemTime};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use xshell::Shell;
 
-use crate::aws::{Aws, Token};
-use crate::cmdline::{BOOTSTRAP_ROOT, CmdLine};
-use crate::facts;
-use crate::plan::{Action, DIGEST, LIVE_DIGEST, NOW, Plan, RUN, Slot, Step, When};
-use crate::report::{Outcome, Ran, Report, StepRecord};
+use crate::cmdline::{CmdLine, Resolved, Slot};
+use crate::plan::{Action, Plan, Step, When};
+use crate::report::{FunctionResult, Outcome, Report, RunResult, Status, StepRecord, StepResult};
 use crate::settings::Environment;
-use crate::tools::docker::{self, Inspected};
+use crate::tools::docker::Inspected;
 use crate::tools::terraform::Outputs;
+use crate::{retry, signals};
+pub use effects::{Effect, Reply, World};
 use exec::{Capture, Output};
-use retry::{Failure, TRIES};
+
+/// What the run learned about one function.
+#[derive(Debug, Default, Clone)]
+pub struct FunctionState {
+    /// The image to deploy: built, found by its content tag, or a rollback/promotion target.
+    pub digest: Option<String>,
+    /// What `live` named before this run, and whether that was a single image manifest.
+    pub live: Option<(String, bool)>,
+    pub built: bool,
+    /// Where the digest came from when nothing was built: `found <reference>`, `copied from`.
+    pub origin: Option<String>,
+    /// The content tag as the lookup read it: verification reuses it when nothing was pushed.
+    pub content_lookup: Option<(String, Inspected)>,
+    /// Tags the run wrote or read back at the digest, in order.
+    pub tags: Vec<String>,
+    pub scan: Option<crate::scan::Report>,
+    /// The commit and `SOURCE_DATE_EPOCH` that rebuild the image (from its labels).
+    pub reproducible: Option<String>,
+    /// The newest `deployed-<time>` of the digest in the environment it came from.
+    pub ran_since: Option<String>,
+    /// Local stack: the URL that answers for it.
+    pub local_url: Option<String>,
+}
 
 /// What the run learned, step by step.
 #[derive(Debug, Default)]
 pub struct State {
-    pub digest: Option<String>,
-    pub live_digest: Option<String>,
-    /// `live` named a single image manifest (not an index that `imagetools create` made).
-    pub live_is_image: Option<bool>,
-    /// The content tag as the lookup read it: verification reuses it when nothing was pushed.
-    pub content_lookup: Option<(String, Inspected)>,
-    pub repository_missing: Option<bool>,
+    pub functions: BTreeMap<String, FunctionState>,
+    pub missing_repositories: Option<Vec<String>>,
     /// The account layer's first run: no state bucket yet (or an interrupted first run).
     pub first_bootstrap: Option<bool>,
-    pub built: bool,
     pub changes: Option<bool>,
     pub outputs: Option<Outputs>,
-    /// Every command line executed, placeholders filled, in order.
+    /// Every command line executed, slots filled, in order.
     pub executed: Vec<String>,
     pub records: Vec<StepRecord>,
-    /// The scan gate's verdict (`crate::scan::Verdict::json`), for the summary.
-    pub scan: Option<serde_json::Value>,
-    /// The commit and `SOURCE_DATE_EPOCH` that rebuild the image (from its labels).
-    pub reproducible: Option<String>,
-}
-
-pub struct Runner<'a> {
-    sh: &'a Shell,
-    env: &'a Environment,
-    report: &'a mut Report,
-    aws: Option<Aws>,
-    /// The registry credentials from the login step, for registry-side writes.
-    login: Option<Token>,
-    /// First wait between tries of a retryable step; it doubles each time.
-    backoff: Duration,
-    /// One `<now>` for the whole run, so every command naming a `deployed-` tag agrees.
-    now: String,
-    /// Commands that undo what the run started, run when it ends (see `cleanup`).
-    deferred: cleanup::Deferred,
-    pub state: State,
 }
 
 impl State {
-    /// The run as the JSON result reports it.
-    pub fn ran(&self) -> Ran<'_> {
-        Ran {
-            digest: self.digest.as_deref(),
-            built: self.built,
-            changes: self.changes,
-            outputs: self.outputs.as_ref(),
-            executed: &self.executed,
-            records: &self.records,
-            scan: self.scan.as_ref(),
-            reproducible: self.reproducible.as_deref(),
+    /// What the run did, from what it learned: only what it produced.
+    pub fn result(&self, plan: &Plan, error: Option<String>) -> RunResult {
+        let outputs = self.outputs.clone().unwrap_or_default();
+        let deployed = outputs.get("functions").map(|o| o.value.clone());
+        let functions = self
+            .functions
+            .iter()
+            .filter(|(name, _)| plan.functions.iter().any(|p| &p.name == *name))
+            .map(|(name, f)| {
+                let planned = plan.functions.iter().find(|p| &p.name == name);
+                let field = |k: &str| {
+                    deployed
+                        .as_ref()
+                        .and_then(|d| d[name.as_str()][k].as_str())
+                        .map(str::to_string)
+                };
+                let image = if f.built {
+                    Some("built".to_string())
+                } else {
+                    f.digest.as_ref().and(f.origin.clone())
+                };
+                FunctionResult {
+                    name: name.clone(),
+                    image,
+                    image_uri: f
+                        .digest
+                        .as_ref()
+                        .and_then(|d| planned.map(|p| format!("{}@{d}", p.image_repo))),
+                    digest: f.digest.clone(),
+                    tags: f.tags.clone(),
+                    function_name: field("function_name"),
+                    function_url: field("function_url"),
+                    local_url: f.local_url.clone(),
+                    scan: f.scan.clone(),
+                    reproducible: f.reproducible.clone(),
+                    ran: f.ran_since.clone(),
+                }
+            })
+            .collect();
+        RunResult {
+            command: plan.command.to_string(),
+            env: plan.env.clone(),
+            status: if error.is_some() {
+                Status::Failed
+            } else {
+                Status::Ok
+            },
+            error,
+            functions,
+            terraform: self
+                .changes
+                .map(|c| if c { "applied" } else { "no changes" }.to_string()),
+            outputs: outputs
+                .iter()
+                .filter_map(|(k, v)| {
+                    v.value
+                        .as_str()
+                        .filter(|s| s.len() <= 200 && !s.contains('\n'))
+                        .map(|s| (k.clone(), s.to_string()))
+                })
+                .collect(),
+            steps: self
+                .records
+                .iter()
+                .map(|r| {
+                    let (outcome, detail) = match &r.outcome {
+                        Outcome::Done => ("ok", String::new()),
+                        Outcome::Skipped(why) => ("skipped", why.clone()),
+                        Outcome::Failed(why) => ("failed", why.clone()),
+                    };
+                    StepResult {
+                        title: r.title.clone(),
+                        outcome: outcome.into(),
+                        detail,
+                        seconds: (r.elapsed.as_secs_f64() * 10.0).round() / 10.0,
+                    }
+                })
+                .collect(),
+            commands: self.executed.clone(),
         }
+    }
+
+    fn function(&mut self, name: &str) -> &mut FunctionState {
+        self.functions.entry(name.to_string()).or_default()
+    }
+    fn digest(&self, name: &str) -> Option<&str> {
+        self.functions.get(name).and_then(|f| f.digest.as_deref())
     }
 }
 
+pub struct Runner<'a> {
+    world: &'a mut dyn World,
+    env: &'a Environment,
+    report: &'a mut Report,
+    /// First wait between tries of a retryable step; it doubles each time.
+    backoff: Duration,
+    /// Commands that undo what the run started, run when it ends (see `cleanup`).
+    deferred: Vec<Resolved>,
+    pub state: State,
+}
+
 impl<'a> Runner<'a> {
-    pub fn new(sh: &'a Shell, env: &'a Environment, report: &'a mut Report) -> Runner<'a> {
-        signals::install();
+    pub fn new(
+        world: &'a mut dyn World,
+        env: &'a Environment,
+        report: &'a mut Report,
+    ) -> Runner<'a> {
         Runner {
-            sh,
+            world,
             env,
             report,
-            aws: None,
-            login: None,
             backoff: Duration::from_secs(2),
-            now: facts::utc_stamp(SystemTime::now()),
-            deferred: cleanup::Deferred::default(),
+            deferred: vec![],
             state: State::default(),
         }
     }
 
-    /// Runs every step with the run's private `DOCKER_CONFIG`; whatever happens (a failure,
-    /// a signal), the plan's cleanup files, containers the run started and that configuration
+    /// Runs every step; whatever happens (a failure, a signal), containers the run started
     /// are removed at the end.
     pub fn execute(&mut self, plan: &Plan) -> Result<()> {
-        let sh = self.sh;
-        let (_files, leftovers) = cleanup::Files::new(&plan.cleanup, RUN);
-        for file in leftovers {
-            self.report.warn(&format!(
-                "removed {} left by an earlier run that did not finish (it is never applied)",
-                file.display()
-            ));
-        }
-        let docker_config = docker_config::DockerConfig::for_run()?;
-        // Every docker command of the run goes through this shell, so every one of them
-        // (login, build, lookups, smoke test) reads and writes the run's configuration.
-        let _docker_env = docker_config
-            .as_ref()
-            .map(|dc| sh.push_env("DOCKER_CONFIG", dc.path()));
-        if docker_config.is_none() {
-            self.report.detail(
-                "docker: your config.json names a credential helper, which keeps the registry token",
-            );
-        }
         let result = self.steps(plan);
-        for failed in self.deferred.run(sh) {
-            self.report.warn(&format!("cleanup: {failed}"));
+        while let Some(line) = self.deferred.pop() {
+            match self.world.perform(Effect::Cleanup(line.clone())) {
+                Ok(Reply::Output(out)) if out.code == 0 => {}
+                Ok(_) => self.report.warn(&format!("cleanup: `{line}` failed")),
+                Err(e) => self.report.warn(&format!("cleanup: `{line}`: {e:#}")),
+            }
         }
         result
     }
@@ -141,7 +205,7 @@ impl<'a> Runner<'a> {
     fn steps(&mut self, plan: &Plan) -> Result<()> {
         let total = plan.steps.len();
         for (i, step) in plan.steps.iter().enumerate() {
-            if let Some(sig) = signals::received() {
+            if let Some(sig) = self.world.interrupted() {
                 bail!(
                     "interrupted ({}) before step {}/{total} ({}): nothing more was started",
                     signals::name(sig),
@@ -172,59 +236,63 @@ impl<'a> Runner<'a> {
     }
 
     /// Why `step` does not run: its condition is false, or an earlier run already did it.
-    fn skip_reason(&self, step: &Step) -> Option<String> {
-        let when = step.when;
+    fn skip_reason(&mut self, step: &Step) -> Option<String> {
         if let Some(why) = self.done_before(step) {
             return Some(why);
         }
         let s = &self.state;
-        let run = match when {
-            When::Always => true,
-            When::RepositoryMissing => s.repository_missing == Some(true),
-            When::ImageMissing => s.digest.is_none(),
-            When::ChangesPlanned => s.changes == Some(true),
-            When::LiveMoves => s.live_digest != s.digest,
+        let f = |name: &str| s.functions.get(name).cloned().unwrap_or_default();
+        match &step.when {
+            When::Always | When::InitStale => None,
+            When::RepositoriesMissing => match &s.missing_repositories {
+                Some(missing) if !missing.is_empty() => None,
+                _ => Some("every ECR repository exists".into()),
+            },
+            // A state with resources of an older configuration may hold pending moves, which
+            // a targeted apply refuses; a new environment's state holds nothing to move.
+            When::SomeRepositoriesMissing => match (&s.missing_repositories, &step.action) {
+                (Some(missing), _) if missing.is_empty() => {
+                    Some("every ECR repository exists".into())
+                }
+                (Some(missing), _) if missing.len() < self.env.functions.len() => None,
+                _ => Some("no repository exists yet: a new environment, nothing to carry".into()),
+            },
+            When::AnyImageMissing => match &step.action {
+                Action::Bake { targets, .. }
+                    if targets.iter().all(|t| s.digest(&t.name).is_some()) =>
+                {
+                    Some("every content tag is already in the registry".into())
+                }
+                _ => None,
+            },
+            When::ImageFound(name) => {
+                let f = f(name);
+                (f.digest.is_none() || f.built).then(|| "the build pushed every tag".into())
+            }
+            When::ChangesPlanned => (s.changes != Some(true)).then(|| "no changes".into()),
+            When::LiveMoves(name) => {
+                let f = f(name);
+                (f.live.as_ref().map(|l| &l.0) == f.digest.as_ref())
+                    .then(|| "`live` already points at this image".into())
+            }
             // Whenever `live` moves (also when a run that applied failed before tagging: `live`
             // then still names the image the function ran before), but never from a stale index.
-            When::PreviousMoves => {
-                s.live_digest.is_some()
-                    && s.live_digest != s.digest
-                    && s.live_is_image == Some(true)
-            }
-            When::ImageFound => s.digest.is_some() && !s.built,
-            // Decided by `done_before`, which knows the record.
-            When::InitStale => true,
-            When::FirstBootstrap => s.first_bootstrap == Some(true),
-            When::Bootstrapped => s.first_bootstrap == Some(false),
-        };
-        (!run).then(|| match when {
-            When::RepositoryMissing => "the ECR repository exists".to_string(),
-            When::ImageMissing => format!(
-                "already in the registry as {}",
-                s.digest.as_deref().unwrap_or_default()
-            ),
-            When::ChangesPlanned => "no changes".to_string(),
-            When::LiveMoves => "`live` already points at this image".to_string(),
-            When::PreviousMoves => match (&s.live_digest, s.live_is_image) {
-                (None, _) => "no image was live".to_string(),
-                (Some(_), Some(false)) => {
-                    "`live` was a stale index, never an image the function ran".to_string()
+            When::PreviousMoves(name) => match (f(name).live, f(name).digest) {
+                (None, _) => Some("no image was live".into()),
+                (Some((_, false)), _) => {
+                    Some("`live` was a stale index, never an image the function ran".into())
                 }
-                _ => "`live` stays on this image".to_string(),
+                (Some((live, true)), digest) if Some(&live) == digest.as_ref() => {
+                    Some("`live` stays on this image".into())
+                }
+                _ => None,
             },
-            When::ImageFound => "the build pushed every tag".to_string(),
-            When::InitStale => unreachable!("InitStale always runs unless done before"),
-            When::FirstBootstrap => "the state bucket exists".to_string(),
-            When::Bootstrapped => "first run: the state bucket does not exist yet".to_string(),
-            When::Always => unreachable!(),
-        })
-    }
-
-    pub(super) fn aws(&mut self) -> Result<&Aws> {
-        if self.aws.is_none() {
-            self.aws = Some(Aws::connect(self.env)?);
+            When::FirstBootstrap => {
+                (s.first_bootstrap != Some(true)).then(|| "the state bucket exists".into())
+            }
+            When::Bootstrapped => (s.first_bootstrap != Some(false))
+                .then(|| "first run: the state bucket does not exist yet".into()),
         }
-        Ok(self.aws.as_ref().expect("set above"))
     }
 
     fn step(&mut self, step: &Step) -> Result<()> {
@@ -233,60 +301,84 @@ impl<'a> Runner<'a> {
                 self.report.info(text);
                 Ok(())
             }
+            Action::Refuse(why) => bail!("{why}"),
             Action::CheckIdentity { account_id, region } => self.check_identity(account_id, region),
-            Action::CheckRepository { name, required } => self.check_repository(name, *required),
-            Action::Login { registry, cmd } => self.login(registry, cmd),
+            Action::CheckRepositories { names, required } => {
+                self.check_repositories(names, *required)
+            }
+            Action::Login {
+                registry,
+                cmd,
+                source,
+            } => self.login(registry, cmd, source.as_ref()),
             Action::Lookup {
                 reference,
                 sets,
                 required,
                 cmd,
-            } => self.lookup_step(reference, *sets, *required, cmd),
+            } => self.lookup_step(reference, sets, required.as_deref(), cmd),
             Action::Run { cmd, retry } => {
-                let line = self.resolve(cmd)?;
-                let tries = if *retry { TRIES } else { 1 };
-                self.run_with_retry(&line, tries, Capture::Stream).map(drop)
+                let tries = if *retry { retry::TRIES } else { 1 };
+                self.run(cmd, tries, Capture::Stream).map(drop)
             }
-            Action::Build {
+            Action::Bake {
+                file,
+                metadata,
+                targets,
                 cmd,
-                metadata_file,
-                push,
-                archive,
-            } => self.build(cmd, metadata_file, push, archive.as_deref()),
+            } => self.bake(file, metadata, targets, cmd),
             Action::VerifyManifest {
+                function,
                 reference,
                 platform,
                 cmd,
-            } => self.verify(reference, *platform, cmd),
-            Action::Smoke { image, lines } => self.smoke(image, lines),
+            } => self.verify(function, &reference.to_string(), *platform, cmd),
+            Action::CheckRan { function, places } => self.check_ran(function, places),
+            Action::Smoke {
+                function,
+                container,
+                check,
+                lines,
+            } => self.smoke(function, container, check, lines),
             Action::ServeLocal {
                 endpoint_url,
                 region,
-                platform,
-            } => self.serve_local(endpoint_url, region, *platform),
+                functions,
+            } => self.serve_local(endpoint_url, region, functions),
             Action::Retag {
+                function,
                 repository,
                 slot,
                 tags,
                 verify,
-            } => self.retag(repository, *slot, tags, verify),
+            } => self.retag(function, repository, slot, tags, verify),
+            Action::WriteVars { path, functions } => self.write_vars(path, functions),
             Action::TerraformPlan { cmd, show } => self.terraform_plan(cmd, show),
-            Action::Confirm { prompt } => confirm(prompt),
-            Action::Apply { cmd } => {
-                let line = self.resolve(cmd)?;
-                let out = self.run_once(&line, Capture::Stream)?;
-                if out.code != 0 {
-                    bail!(
-                        "terraform apply failed (exit {}); the pushed image stays in place{}",
-                        out.code,
-                        self.terraform_hint(&out.stderr_tail)
-                    );
-                }
-                Ok(())
-            }
+            Action::Confirm { prompt } => match self
+                .world
+                .perform(Effect::Confirm(prompt.clone()))?
+            {
+                Reply::Yes(true) => Ok(()),
+                _ => bail!("not confirmed: nothing was applied (pass --yes to skip the question)"),
+            },
+            Action::Apply { cmd } => self.apply(cmd),
             Action::Outputs { cmd } => self.outputs(cmd),
-            Action::MirrorToEmulator { repository, tags } => self.mirror(repository, tags),
-            Action::ScanGate { repository, policy } => self.scan_gate(repository, policy),
+            Action::MirrorToEmulator {
+                function,
+                repository,
+                tags,
+            } => self.mirror(function, repository, tags),
+            Action::ScanGate {
+                function,
+                repository,
+                policy,
+            } => self.scan_gate(function, repository, policy),
+            Action::CopyImage {
+                function,
+                from,
+                repository,
+                tag,
+            } => self.copy_image(function, from, repository, tag),
             Action::CheckBucket {
                 bucket,
                 local_state,
@@ -294,92 +386,103 @@ impl<'a> Runner<'a> {
             } => self.check_bucket(bucket, local_state.as_deref(), *required),
             Action::CopyDirs { copies } => {
                 for (from, to) in copies {
-                    let _ = self.sh.remove_path(to);
-                    copy_dir(
-                        &self.sh.current_dir().join(from),
-                        &self.sh.current_dir().join(to),
-                    )
-                    .with_context(|| format!("copying {from} to {to}"))?;
+                    self.world.perform(Effect::CopyDir {
+                        from: from.clone(),
+                        to: to.clone(),
+                    })?;
                     self.report.info(&format!("copied {from}/ to {to}/"));
                 }
                 Ok(())
             }
             Action::WriteFile { path, contents } => {
-                self.sh.write_file(path, contents)?;
+                self.world.perform(Effect::WriteFile {
+                    path: path.clone(),
+                    contents: contents.clone(),
+                })?;
                 self.report.info(&format!("wrote {path}"));
                 Ok(())
             }
             Action::RemoveFiles { paths } => {
-                for path in paths {
-                    if self.sh.path_exists(path) {
-                        self.sh.remove_path(path)?;
-                        self.report.info(&format!("deleted {path}"));
-                    }
-                }
+                self.world.perform(Effect::RemovePaths(paths.clone()))?;
+                self.report.info(&format!("deleted {}", paths.join(", ")));
                 Ok(())
             }
         }
     }
 
-    fn slot(&mut self, slot: Slot) -> &mut Option<String> {
-        match slot {
-            Slot::Digest => &mut self.state.digest,
-            Slot::LiveDigest => &mut self.state.live_digest,
-        }
+    /// Fills every slot from what the run learned; a value not known yet is an error.
+    fn resolve(&self, cmd: &CmdLine) -> Result<Resolved> {
+        cmd.resolve(|slot| self.slot_value(slot).map(|v| vec![v]))
     }
 
-    /// Fills `<digest>`, `<live-digest>` and `<now>`; a missing value is an error.
-    fn resolve(&self, cmd: &CmdLine) -> Result<CmdLine> {
-        let digest = self.state.digest.clone().unwrap_or_default();
-        let live = self.state.live_digest.clone().unwrap_or_default();
-        for (name, value) in [(DIGEST, &digest), (LIVE_DIGEST, &live)] {
-            if value.is_empty() && cmd.placeholders().contains(&name) {
-                bail!("{name} is not known at this point of the plan");
-            }
-        }
-        let run = std::process::id().to_string();
-        let bootstrap_root = match self.state.first_bootstrap {
-            Some(true) => crate::tools::bootstrap::first_run_root(self.env),
-            Some(false) => self.env.bootstrap.dir.clone(),
-            None if cmd.placeholders().contains(&BOOTSTRAP_ROOT) => {
-                bail!("{BOOTSTRAP_ROOT} is not known before the state bucket lookup")
-            }
-            None => String::new(),
+    fn slot_value(&self, slot: &Slot) -> Result<String> {
+        let known = match slot {
+            Slot::Digest(name) => self.state.digest(name).map(str::to_string),
+            Slot::Live(name) => self
+                .state
+                .functions
+                .get(name)
+                .and_then(|f| f.live.as_ref())
+                .map(|l| l.0.clone()),
+            Slot::BootstrapRoot => self.state.first_bootstrap.map(|first| match first {
+                true => crate::tools::bootstrap::first_run_root(self.env),
+                false => self.env.bootstrap.dir.clone(),
+            }),
+            Slot::LambdaApi | Slot::LambdaNetwork | Slot::ImageCommand => None,
         };
-        Ok(cmd.resolve(&[
-            (DIGEST, &digest),
-            (LIVE_DIGEST, &live),
-            (NOW, &self.now),
-            (RUN, &run),
-            (BOOTSTRAP_ROOT, &bootstrap_root),
-        ]))
+        known.with_context(|| format!("{slot} is not known at this point of the plan"))
     }
 
-    fn lookup(&mut self, line: &CmdLine) -> Result<Option<Inspected>> {
-        match self.run_with_retry(line, TRIES, Capture::Lookup) {
-            Ok(out) => Ok(Some(docker::parse_inspect(&out.stdout)?)),
-            Err(e)
-                if e.downcast_ref::<retry::Failed>()
-                    .is_some_and(|f| f.failure == Failure::NotFound) =>
-            {
-                Ok(None)
+    /// Runs a command; a transient failure is tried again, up to `tries`, with doubling waits
+    /// that a signal cuts short.
+    fn run(&mut self, cmd: &CmdLine, tries: u32, capture: Capture) -> Result<Output> {
+        let line = self.resolve(cmd)?;
+        self.run_resolved(line, tries, capture, None)
+    }
+
+    fn run_resolved(
+        &mut self,
+        line: Resolved,
+        tries: u32,
+        capture: Capture,
+        stdin: Option<crate::secret::Secret>,
+    ) -> Result<Output> {
+        let mut attempt = 1;
+        loop {
+            self.report.detail(&format!("$ {line}"));
+            self.state.executed.push(line.to_string());
+            let reply = self.world.perform(Effect::Run {
+                line: line.clone(),
+                capture,
+                stdin: stdin.clone(),
+            })?;
+            let Reply::Output(out) = reply else {
+                bail!("`{line}`: the world answered {reply:?}");
+            };
+            if out.code == 0 {
+                return Ok(out);
             }
-            Err(e) => Err(e),
+            let failed = retry::Failed::new(&line, out.code, &out.stderr_tail);
+            if attempt >= tries || failed.failure != retry::Failure::Transient {
+                return Err(failed.into());
+            }
+            let wait = self.backoff * 2u32.pow(attempt - 1);
+            self.report.warn(&format!(
+                "attempt {attempt}/{tries} failed with a transient error; retrying in {:.1}s",
+                wait.as_secs_f64()
+            ));
+            self.world.perform(Effect::Sleep(wait))?;
+            attempt += 1;
         }
     }
 
-    fn record(&mut self, line: &CmdLine) {
-        self.report.detail(&format!("$ {line}"));
-        self.state.executed.push(line.to_string());
+    /// An effect whose answer must be of one kind.
+    fn ask(&mut self, effect: Effect) -> Result<Reply> {
+        self.world.perform(effect)
     }
 
-    fn run_with_retry(&mut self, line: &CmdLine, tries: u32, capture: Capture) -> Result<Output> {
-        self.state.executed.push(line.to_string());
-        retry::run(self.sh, self.report, line, tries, self.backoff, capture)
-    }
-
-    fn run_once(&mut self, line: &CmdLine, capture: Capture) -> Result<Output> {
-        self.record(line);
-        exec::run(self.sh, line, None, capture, self.report.json)
+    /// The names of the functions the plan built, found, or moved.
+    pub fn functions_seen(&self) -> BTreeSet<String> {
+        self.state.functions.keys().cloned().collect()
     }
 }

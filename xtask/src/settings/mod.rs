@@ -1,17 +1,18 @@
-//! Per-environment settings: the TOML schema, defaults merged into each environment, validation.
+//! Settings: the TOML schema of `infrastructure/environments.toml`, defaults merged into each
+//! environment and each function, and validation.
 //!
-//! Nothing else in xtask reads `infrastructure/environments.toml`. Every error names the file,
-//! the line and column, and the offending key, and is raised before anything runs.
+//! Nothing else in xtask reads the file. Every error names the file, the line and column, and
+//! the offending key, and is raised before anything runs. The tool knows no function and no
+//! project by name: the repository's functions are `[functions.NAME]` tables.
 
+mod function;
 mod parse;
 
 pub use parse::valid_env_name;
 
-use std::{
-    collections::BTreeMap,
-    fmt,
-    path::{Path, PathBuf},
-};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -26,23 +27,79 @@ pub struct Settings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Environment {
     pub name: String,
+    /// The `project` key: names the deploy role and tags every resource.
+    pub project: String,
     pub account_id: String,
     pub region: String,
-    pub repository: String,
-    pub platform: Platform,
-    pub build_context: String,
-    pub dockerfile: String,
-    pub build_args: BTreeMap<String, String>,
-    /// `docker buildx build --builder NAME`; `None` uses the active builder.
+    /// `docker buildx bake --builder NAME`, or a docker context; `None` uses the active one.
     pub builder: Option<String>,
     pub protected: bool,
     pub smoke_test: bool,
+    /// This environment runs only images that this other environment has run (`promote`).
+    pub promote_from: Option<String>,
+    /// Deploy roles of the environments promoting from this one: they may pull its images.
+    pub readers: Vec<String>,
     pub terraform: Terraform,
     pub bootstrap: Bootstrap,
-    /// The image scan gate: threshold, wait and allow-list (`[scan]`).
     pub scan: crate::scan::Policy,
     /// Set for environments that run on the local stack (the emulator and a loopback registry).
     pub local: Option<LocalEndpoints>,
+    pub functions: Vec<Function>,
+}
+
+/// One container Lambda in one environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Function {
+    /// The `[functions.NAME]` key: the bake target and the Terraform map key.
+    pub name: String,
+    pub repository: String,
+    pub function_name: String,
+    /// Created by the account layer; the only role CI may pass to this function.
+    pub execution_role: String,
+    pub description: String,
+    pub build_context: String,
+    pub dockerfile: String,
+    pub platform: Platform,
+    pub invoke_mode: InvokeMode,
+    /// `--build-arg`s (the function's, then the environment's); part of the content tag.
+    pub build_args: BTreeMap<String, String>,
+    pub smoke: Option<Smoke>,
+    pub memory_size: u32,
+    pub timeout: u32,
+    pub log_retention_days: u32,
+    /// The Function URL's `authorization_type`: `AWS_IAM` or `NONE`.
+    pub url_auth_type: String,
+    pub environment: BTreeMap<String, String>,
+}
+
+/// How the Function URL answers, and the Lambda Web Adapter with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvokeMode {
+    ResponseStream,
+    Buffered,
+}
+
+impl InvokeMode {
+    pub const ALL: [InvokeMode; 2] = [InvokeMode::ResponseStream, InvokeMode::Buffered];
+    pub fn name(self) -> &'static str {
+        ["RESPONSE_STREAM", "BUFFERED"][self as usize]
+    }
+}
+
+/// What the smoke test reads through the function's URL once `/health` answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Smoke {
+    /// Path and query below the Function URL, e.g. `/stream?count=3&interval=1`.
+    pub path: String,
+    pub expect: Expect,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// An SSE stream of `tick` events with increasing ids, the first well before the end.
+    Sse,
+    /// `200 application/json` whose top-level fields have these values.
+    Json(BTreeMap<String, String>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -51,12 +108,10 @@ pub struct Terraform {
     pub lock_timeout: String,
     /// `-backend-config=KEY=VALUE`, in key order.
     pub backend: BTreeMap<String, String>,
-    /// `-var NAME=VALUE`, in name order; non-string values are passed as HCL/JSON literals.
-    pub vars: BTreeMap<String, String>,
 }
 
 /// The account layer an administrator applies once (`cargo xtask bootstrap`): the state
-/// bucket, the GitHub OIDC provider, the deploy role and the execution role.
+/// bucket, the GitHub OIDC provider, the deploy role and the execution roles.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bootstrap {
     pub dir: String,
@@ -71,22 +126,12 @@ impl Bootstrap {
     }
 }
 
-pub const DEFAULT_BOOTSTRAP_DIR: &str = "infrastructure/bootstrap";
-
-/// Variables xtask sets itself for the bootstrap root.
-pub const RESERVED_BOOTSTRAP_VARS: &[&str] = &[
-    "environment",
-    "account_id",
-    "region",
-    "state_bucket",
-    "app_state_key",
-    "deny_insecure_transport",
-    "expire_noncurrent_state_versions",
-];
-
 /// Dummy keys for the local stack's AWS emulator. Not secrets: the emulator accepts any, and a
 /// developer's real credentials are never sent there.
 pub const EMULATOR_KEYS: (&str, &str) = ("testing", "testing");
+
+/// The emulator's default account; any other is reached by assuming a role there.
+pub const EMULATOR_ACCOUNT: &str = "123456789012";
 
 /// Where a local-stack environment's registry and AWS emulator listen.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,27 +149,23 @@ pub enum Platform {
 }
 
 impl Platform {
+    pub const ALL: [Platform; 2] = [Platform::Amd64, Platform::Arm64];
     /// The `docker buildx --platform` value.
     pub fn docker(self) -> &'static str {
-        match self {
-            Platform::Amd64 => "linux/amd64",
-            Platform::Arm64 => "linux/arm64",
-        }
+        ["linux/amd64", "linux/arm64"][self as usize]
     }
     /// The OCI `architecture` field of an image config.
     pub fn oci_arch(self) -> &'static str {
-        match self {
-            Platform::Amd64 => "amd64",
-            Platform::Arm64 => "arm64",
-        }
+        ["amd64", "arm64"][self as usize]
+    }
+    /// The Lambda `architectures` value.
+    pub fn lambda(self) -> &'static str {
+        ["x86_64", "arm64"][self as usize]
     }
     /// The platform of the machine xtask runs on, if it is one Lambda supports.
     pub fn host() -> Option<Platform> {
-        match std::env::consts::ARCH {
-            "x86_64" => Some(Platform::Amd64),
-            "aarch64" => Some(Platform::Arm64),
-            _ => None,
-        }
+        let arch = std::env::consts::ARCH.replace("aarch64", "arm64");
+        Platform::ALL.into_iter().find(|p| p.lambda() == arch)
     }
 }
 
@@ -142,226 +183,79 @@ impl Environment {
             None => format!("{}.dkr.ecr.{}.amazonaws.com", self.account_id, self.region),
         }
     }
-    /// `registry/repository`, the name every tag and digest reference starts with.
-    pub fn image_repo(&self) -> String {
-        format!("{}/{}", self.registry(), self.repository)
+    /// `registry/repository`, the name every tag and digest reference of `function` starts with.
+    pub fn image_repo(&self, function: &Function) -> String {
+        format!("{}/{}", self.registry(), function.repository)
+    }
+    /// The partition of the environment's ARNs.
+    pub fn partition(&self) -> &'static str {
+        match self.region.as_str() {
+            r if r.starts_with("cn-") => "aws-cn",
+            r if r.starts_with("us-gov-") => "aws-us-gov",
+            _ => "aws",
+        }
+    }
+    /// The role CI assumes to deploy this environment (created by its account layer).
+    pub fn deploy_role_arn(&self) -> String {
+        let (partition, account, env, project) = (
+            self.partition(),
+            &self.account_id,
+            &self.name,
+            &self.project,
+        );
+        format!("arn:{partition}:iam::{account}:role/{env}-{project}-deploy")
+    }
+    /// The functions `--function` names (every function when none is named), or an error
+    /// naming the valid ones.
+    pub fn select(&self, names: &[String]) -> Result<Vec<&Function>> {
+        let valid: Vec<&str> = self.functions.iter().map(|f| f.name.as_str()).collect();
+        let (env, valid) = (&self.name, valid.join(", "));
+        let find = |name: &String| {
+            let found = self.functions.iter().find(|f| &f.name == name);
+            found.with_context(|| {
+                format!(
+                    "unknown function `{name}` in environment `{env}`: its functions are {valid} \
+                     (pass one with --function, or add [functions.{name}] to the settings)"
+                )
+            })
+        };
+        match names {
+            [] => Ok(self.functions.iter().collect()),
+            _ => names.iter().map(find).collect(),
+        }
     }
 }
-
-/// Variables xtask sets itself; a settings file may not set them in `terraform.vars`.
-pub const RESERVED_VARS: &[&str] = &[
-    "environment",
-    "account_id",
-    "region",
-    "platform",
-    "image_uri",
-];
 
 impl Settings {
     pub fn load(path: &Path) -> Result<Settings> {
         let text = std::fs::read_to_string(path).with_context(|| {
-            format!(
-                "cannot read settings file {} (pass --config PATH or set XTASK_CONFIG)",
-                path.display()
-            )
+            let path = path.display();
+            format!("cannot read settings file {path} (pass --config PATH or set XTASK_CONFIG)")
         })?;
         Settings::parse(path, &text)
     }
 
+    /// Parses and validates; paths in the file are checked against the repository root.
     pub fn parse(path: &Path, text: &str) -> Result<Settings> {
-        parse::settings(path, text)
+        Settings::parse_in(&crate::paths::root(), path, text)
+    }
+
+    /// [`Settings::parse`] for the repository at `root`.
+    pub fn parse_in(root: &Path, path: &Path, text: &str) -> Result<Settings> {
+        parse::settings(path, text, root)
     }
 
     pub fn environment(&self, name: &str) -> Result<&Environment> {
+        let names: Vec<&str> = self.environments.keys().map(String::as_str).collect();
+        let (path, names) = (self.path.display(), names.join(", "));
         self.environments.get(name).with_context(|| {
-            let names: Vec<&str> = self.environments.keys().map(String::as_str).collect();
             format!(
-                "unknown environment `{name}` in {}: valid environments are {} (pass one with --env)",
-                self.path.display(),
-                names.join(", ")
+                "unknown environment `{name}` in {path}: valid environments are {names} (pass \
+                 one with --env)"
             )
         })
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::parse::valid_region;
-    use super::*;
-
-    const FILE: &str = include_str!("../../../infrastructure/environments.toml");
-
-    fn parse(text: &str) -> Result<Settings> {
-        Settings::parse(Path::new("environments.toml"), text)
-    }
-
-    fn err(text: &str) -> String {
-        format!("{:#}", parse(text).unwrap_err())
-    }
-
-    const MINIMAL: &str = r#"
-[defaults]
-region = "eu-west-1"
-repository = "{env}-sse-streaming-lambda"
-platform = "linux/amd64"
-build_context = "src"
-dockerfile = "src/Dockerfile"
-[defaults.terraform]
-dir = "infrastructure/terraform"
-lock_timeout = "5m"
-[defaults.terraform.backend]
-bucket = "{env}-state"
-[environments.prod]
-account_id = "222222222222"
-"#;
-
-    #[test]
-    fn the_real_file_parses_and_merges_defaults() {
-        let settings = parse(FILE).unwrap();
-        assert_eq!(
-            settings.environments.keys().collect::<Vec<_>>(),
-            ["local", "preprod", "prod"]
-        );
-        let prod = settings.environment("prod").unwrap();
-        assert_eq!(prod.repository, "prod-sse-streaming-lambda");
-        assert!(prod.protected);
-        assert_eq!(prod.terraform.vars["memory_size"], "1024");
-        assert_eq!(prod.terraform.vars["timeout"], "60");
-        assert_eq!(prod.terraform.backend["key"], "prod/sse-streaming.tfstate");
-        assert_eq!(prod.terraform.backend["region"], "eu-west-1");
-        assert_eq!(
-            prod.registry(),
-            "222222222222.dkr.ecr.eu-west-1.amazonaws.com"
-        );
-        let local = settings.environment("local").unwrap();
-        assert!(!local.protected);
-        assert_eq!(local.registry(), "127.0.0.1:5000");
-        assert_eq!(
-            local.local.as_ref().unwrap().endpoint_url,
-            "http://127.0.0.1:4566"
-        );
-    }
-
-    #[test]
-    fn unknown_environment_lists_the_valid_ones() {
-        let settings = parse(FILE).unwrap();
-        let e = format!("{:#}", settings.environment("staging").unwrap_err());
-        assert!(e.contains("unknown environment `staging`"), "{e}");
-        assert!(e.contains("local, preprod, prod"), "{e}");
-    }
-
-    #[test]
-    fn unknown_keys_are_errors_with_position() {
-        let e = err(&MINIMAL.replace(
-            "account_id = \"222222222222\"",
-            "account_id = \"222222222222\"\nregoin = \"x\"",
-        ));
-        assert!(e.contains("environments.toml:15:1"), "{e}");
-        assert!(e.contains("unknown field `regoin`"), "{e}");
-        assert!(e.contains("regoin = \"x\""), "{e}");
-    }
-
-    #[test]
-    fn account_ids_are_twelve_digits() {
-        for bad in ["22222222222", "2222222222222", "22222222222a"] {
-            let e = err(&MINIMAL.replace("222222222222", bad));
-            assert!(e.contains("environments.toml:14:14"), "{e}");
-            assert!(
-                e.contains("`account_id`") && e.contains("exactly 12 digits"),
-                "{e}"
-            );
-        }
-    }
-
-    #[test]
-    fn regions_must_look_like_regions() {
-        for bad in [
-            "eu-west",
-            "europe-west-1",
-            "EU-WEST-1",
-            "eu--1",
-            "eu-west-1a",
-        ] {
-            let e = err(&MINIMAL.replace("\"eu-west-1\"", &format!("\"{bad}\"")));
-            assert!(e.contains(":3:10") && e.contains("`region`"), "{bad}: {e}");
-        }
-        for good in [
-            "us-east-1",
-            "us-gov-west-1",
-            "ap-southeast-2",
-            "il-central-1",
-        ] {
-            assert!(valid_region(good), "{good}");
-        }
-    }
-
-    #[test]
-    fn environment_names_are_checked() {
-        for bad in [
-            "Prod",
-            "1prod",
-            "prod_eu",
-            "a-very-long-environment-name-that-is-too-long",
-        ] {
-            let e = err(&MINIMAL.replace("[environments.prod]", &format!("[environments.{bad}]")));
-            assert!(
-                e.contains("must match ^[a-z][a-z0-9-]{0,31}$"),
-                "{bad}: {e}"
-            );
-        }
-    }
-
-    #[test]
-    fn syntax_and_type_errors_name_line_column_and_key() {
-        let e = err(&MINIMAL.replace("lock_timeout = \"5m\"", "lock_timeout = 5"));
-        assert!(e.contains("environments.toml:10:16"), "{e}");
-        assert!(e.contains("lock_timeout = 5"), "{e}");
-        let e = err(&MINIMAL.replace("[defaults.terraform]", "[defaults.terraform"));
-        assert!(
-            e.contains("environments.toml:8:20") && e.contains("unclosed table"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn platform_is_one_of_two() {
-        let e = err(&MINIMAL.replace("linux/amd64", "linux/386"));
-        assert!(
-            e.contains("`platform`") && e.contains("linux/amd64 or linux/arm64"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn local_keys_go_together_and_stay_on_loopback() {
-        let base = MINIMAL.to_string() + "registry = \"127.0.0.1:5000\"\n";
-        assert!(err(&base).contains("go together"));
-        let remote = base.clone() + "endpoint_url = \"http://10.0.0.1:4566\"\n";
-        assert!(err(&remote).contains("loopback http URL"));
-        let ok = base + "endpoint_url = \"http://127.0.0.1:4566\"\n";
-        assert!(parse(&ok).unwrap().environments["prod"].local.is_some());
-        let shared = MINIMAL.replace(
-            "[defaults.terraform]\n",
-            "endpoint_url = \"http://127.0.0.1:1\"\n[defaults.terraform]\n",
-        );
-        assert!(
-            err(&shared).contains("not to [defaults]"),
-            "{}",
-            err(&shared)
-        );
-    }
-
-    #[test]
-    fn reserved_terraform_vars_are_refused() {
-        let text =
-            MINIMAL.to_string() + "[environments.prod.terraform.vars]\nimage_uri = \"x:latest\"\n";
-        let e = err(&text);
-        assert!(e.contains("`image_uri` is set by xtask"), "{e}");
-    }
-
-    #[test]
-    fn state_bucket_is_required() {
-        let e = err(&MINIMAL.replace("bucket = \"{env}-state\"", ""));
-        assert!(e.contains("terraform.backend.bucket"), "{e}");
-    }
-}
+mod tests;

@@ -10,9 +10,14 @@
 
 use std::path::PathBuf;
 
-use crate::cmdline::{BOOTSTRAP_ROOT, CmdLine};
+use serde_json::json;
+
+use super::terraform::{apply_saved, backend, chdir, plan_into, tf};
+use crate::cmdline::{Arg, CmdLine, Slot};
 use crate::paths;
-use crate::settings::{Bootstrap, Environment};
+use crate::settings::{Bootstrap, Environment, Function};
+
+type Vars = [(String, String)];
 
 /// Selects the local backend for the first run; Terraform merges `*_override.tf` files.
 pub const OVERRIDE_FILE: &str = "local_backend_override.tf";
@@ -30,20 +35,16 @@ pub fn first_run_root(env: &Environment) -> String {
 
 /// What the first run copies: each directory of `infrastructure/` the root uses, and where.
 pub fn first_run_sources(env: &Environment) -> Vec<(String, String)> {
-    let parent = std::path::Path::new(&env.bootstrap.dir)
+    let dir = std::path::Path::new(&env.bootstrap.dir);
+    let parent = dir
         .parent()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    let copy = first_run_copy(env);
+    let copy = |name: &str| first_run_copy(env).join(name).display().to_string();
+    let modules = format!("{parent}/modules");
     vec![
-        (
-            env.bootstrap.dir.clone(),
-            copy.join("bootstrap").display().to_string(),
-        ),
-        (
-            format!("{parent}/modules"),
-            copy.join("modules").display().to_string(),
-        ),
+        (env.bootstrap.dir.clone(), copy("bootstrap")),
+        (modules, copy("modules")),
     ]
 }
 
@@ -59,10 +60,11 @@ pub fn local_state(env: &Environment) -> PathBuf {
 }
 
 pub fn override_contents(env: &Environment) -> String {
+    let path = serde_json::to_string(&local_state(env).display().to_string());
     format!(
         "# Written by `cargo xtask bootstrap` for its first run and deleted when it ends.\n\
          terraform {{\n  backend \"local\" {{\n    path = {}\n  }}\n}}\n",
-        serde_json::to_string(&local_state(env).display().to_string()).unwrap_or_default()
+        path.unwrap_or_default()
     )
 }
 
@@ -74,69 +76,76 @@ pub fn plan_file(env: &Environment) -> String {
         .to_string()
 }
 
-/// Where a command runs: the real root, the first run's private copy, or whichever of the
-/// two the run is using (`<bootstrap-root>`, filled in after the state bucket lookup).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Root {
-    Real,
-    FirstRunCopy,
-    Decided,
+/// The real root.
+fn real(env: &Environment) -> Arg {
+    chdir(&env.bootstrap.dir)
 }
 
-fn terraform(
-    env: &Environment,
-    root: Root,
-    process_env: &[(String, String)],
-    sub: &str,
-) -> CmdLine {
-    let dir = match root {
-        Root::Real => env.bootstrap.dir.clone(),
-        Root::FirstRunCopy => first_run_root(env),
-        Root::Decided => BOOTSTRAP_ROOT.to_string(),
-    };
-    CmdLine::new("terraform")
-        .arg(format!("-chdir={dir}"))
-        .arg(sub)
-        .env(process_env)
-}
-
-/// The S3 backend settings: the application's, with the bootstrap's own key.
-fn backend_config(env: &Environment) -> Vec<String> {
-    env.terraform
-        .backend
-        .iter()
-        .map(|(key, value)| match key.as_str() {
-            "key" => format!("-backend-config=key={}", Bootstrap::state_key(&env.name)),
-            _ => format!("-backend-config={key}={value}"),
-        })
-        .collect()
+/// Whichever root the run uses, the real one or the first run's copy (`<bootstrap-root>`,
+/// filled in after the state bucket lookup).
+fn decided() -> Arg {
+    Arg::from("-chdir=").then(Slot::BootstrapRoot)
 }
 
 /// First run: local state (in the private copy), whatever the data directory remembers.
-pub fn init_local(env: &Environment, process_env: &[(String, String)]) -> CmdLine {
-    terraform(env, Root::FirstRunCopy, process_env, "init").args([
-        "-input=false",
-        "-no-color",
-        "-reconfigure",
-    ])
+pub fn init_local(env: &Environment, process_env: &Vars) -> CmdLine {
+    let copy = chdir(&first_run_root(env));
+    tf(
+        copy,
+        process_env,
+        "init -input=false -no-color -reconfigure",
+    )
 }
 
-/// Later runs: the state in the bucket.
-pub fn init(env: &Environment, process_env: &[(String, String)]) -> CmdLine {
-    terraform(env, Root::Real, process_env, "init")
-        .args(["-input=false", "-no-color"])
-        .args(backend_config(env))
+/// Later runs: the state in the bucket, under the bootstrap's own key.
+pub fn init(env: &Environment, process_env: &Vars) -> CmdLine {
+    let backend = backend(env, Some(Bootstrap::state_key(&env.name)));
+    tf(real(env), process_env, "init -input=false -no-color").args(backend)
 }
 
 /// After the first apply, in the real root: copies the local state into the bucket, without
 /// asking.
-pub fn migrate(env: &Environment, process_env: &[(String, String)]) -> CmdLine {
-    terraform(env, Root::Real, process_env, "init")
-        .args(["-input=false", "-no-color", "-migrate-state", "-force-copy"])
-        .args(backend_config(env))
+pub fn migrate(env: &Environment, process_env: &Vars) -> CmdLine {
+    let backend = backend(env, Some(Bootstrap::state_key(&env.name)));
+    let words = "init -input=false -no-color -migrate-state -force-copy";
+    tf(real(env), process_env, words).args(backend)
 }
 
-/// `-var` pairs: xtask's own, then the settings' `bootstrap.vars` in name order.
+/// The variable file of the account layer: every function's names (one execution role each)
+/// and, for an environment that promotes, the source repositories CI may read.
+pub fn vars_path(env: &Environment) -> String {
+    let dir = paths::env_dir(&env.name);
+    dir.join("bootstrap.tfvars.json").display().to_string()
+}
+
+pub fn vars_file(env: &Environment, source: Option<&Environment>) -> String {
+    let mut functions = serde_json::Map::new();
+    for f in &env.functions {
+        let names = json!({
+            "function_name": f.function_name,
+            "repository_name": f.repository,
+            "execution_role_name": f.execution_role,
+        });
+        functions.insert(f.name.clone(), names);
+    }
+    let here = |f: &&Function| env.functions.iter().any(|t| t.name == f.name);
+    let promotion_source = source.and_then(|s| {
+        let shared: Vec<&String> = s
+            .functions
+            .iter()
+            .filter(here)
+            .map(|f| &f.repository)
+            .collect();
+        let (account, region) = (&s.account_id, &s.region);
+        let source = json!({ "account_id": account, "region": region, "repository_names": shared });
+        (!shared.is_empty()).then_some(source)
+    });
+    let file = json!({ "functions": functions, "promotion_source": promotion_source });
+    serde_json::to_string_pretty(&file).unwrap_or_default()
+}
+
+/// `-var` pairs: xtask's own, then the settings' `bootstrap.vars` in name order, then the
+/// variable file.
 fn vars(env: &Environment) -> Vec<String> {
     let bucket = env
         .terraform
@@ -144,15 +153,16 @@ fn vars(env: &Environment) -> Vec<String> {
         .get("bucket")
         .cloned()
         .unwrap_or_default();
+    let (name, account, region, project) = (&env.name, &env.account_id, &env.region, &env.project);
     let mut pairs = vec![
-        format!("environment={}", env.name),
-        format!("account_id={}", env.account_id),
-        format!("region={}", env.region),
+        format!("environment={name}"),
+        format!("account_id={account}"),
+        format!("region={region}"),
+        format!("project={project}"),
         format!("state_bucket={bucket}"),
     ];
-    if let Some(key) = env.terraform.backend.get("key") {
-        pairs.push(format!("app_state_key={key}"));
-    }
+    let key = env.terraform.backend.get("key");
+    pairs.extend(key.map(|key| format!("app_state_key={key}")));
     // The emulator speaks plain HTTP: a deny-without-TLS bucket policy would lock Terraform
     // out of its own state there. And its state resets on `local down`, so the lifecycle rule
     // that expires old state versions means nothing there, while the provider waits about a
@@ -162,40 +172,31 @@ fn vars(env: &Environment) -> Vec<String> {
         pairs.push("expire_noncurrent_state_versions=false".to_string());
     }
     pairs.extend(env.bootstrap.vars.iter().map(|(k, v)| format!("{k}={v}")));
-    pairs
+    let vars = pairs
         .into_iter()
-        .flat_map(|pair| ["-var".to_string(), pair])
+        .flat_map(|pair| ["-var".to_string(), pair]);
+    vars.chain([format!("-var-file={}", vars_path(env))])
         .collect()
 }
 
-fn lock_timeout(env: &Environment) -> String {
-    format!("-lock-timeout={}", env.terraform.lock_timeout)
+pub fn plan(env: &Environment, process_env: &Vars) -> CmdLine {
+    let lock = &env.terraform.lock_timeout;
+    plan_into(decided(), process_env, lock, &plan_file(env)).args(vars(env))
 }
 
-pub fn plan(env: &Environment, process_env: &[(String, String)]) -> CmdLine {
-    terraform(env, Root::Decided, process_env, "plan")
-        .args([
-            "-input=false",
-            "-no-color",
-            &lock_timeout(env),
-            "-detailed-exitcode",
-        ])
-        .arg(format!("-out={}", plan_file(env)))
-        .args(vars(env))
+pub fn show(env: &Environment, process_env: &Vars) -> CmdLine {
+    tf(decided(), process_env, "show -json -no-color").arg(plan_file(env))
 }
 
-pub fn show(env: &Environment, process_env: &[(String, String)]) -> CmdLine {
-    terraform(env, Root::Decided, process_env, "show")
-        .args(["-json", "-no-color"])
-        .arg(plan_file(env))
+pub fn apply(env: &Environment, process_env: &Vars) -> CmdLine {
+    apply_saved(
+        decided(),
+        process_env,
+        &env.terraform.lock_timeout,
+        &plan_file(env),
+    )
 }
 
-pub fn apply(env: &Environment, process_env: &[(String, String)]) -> CmdLine {
-    terraform(env, Root::Decided, process_env, "apply")
-        .args(["-input=false", "-no-color", &lock_timeout(env)])
-        .arg(plan_file(env))
-}
-
-pub fn output(env: &Environment, process_env: &[(String, String)]) -> CmdLine {
-    terraform(env, Root::Real, process_env, "output").args(["-json", "-no-color"])
+pub fn output(env: &Environment, process_env: &Vars) -> CmdLine {
+    tf(real(env), process_env, "output -json -no-color")
 }

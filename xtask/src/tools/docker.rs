@@ -1,33 +1,64 @@
-//! `docker` and `docker buildx` command lines.
+//! `docker` and `docker buildx` command lines, the bake file, and what the registry and the
+//! engine print, parsed. No I/O happens here.
+
+use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use crate::cmdline::CmdLine;
+use crate::cmdline::{Arg, CmdLine, Slot};
 use crate::settings::Platform;
+
+/// `docker` and `words`: a subcommand and fixed flags, none with a space.
+fn docker(words: &str) -> CmdLine {
+    CmdLine::new("docker").args(words.split_whitespace())
+}
 
 /// `docker login` reading the password from stdin, never from argv.
 pub fn login(registry: &str) -> CmdLine {
-    CmdLine::new("docker").args(["login", "--username", "AWS", "--password-stdin", registry])
+    docker("login --username AWS --password-stdin").arg(registry)
 }
 
 /// Reads a tag or digest from the registry: prints the manifest descriptor and image config
 /// as JSON. A missing reference exits non-zero with "not found".
 pub fn inspect(reference: &str) -> CmdLine {
-    CmdLine::new("docker").args([
-        "buildx",
-        "imagetools",
-        "inspect",
-        reference,
-        "--format",
-        "{{json .}}",
-    ])
+    inspect_arg(reference.into())
 }
 
-/// Everything that decides one `docker buildx build`.
-#[derive(Debug, Clone, PartialEq)]
+/// [`inspect`] of a reference that may hold a slot (`repo@<digest:NAME>`).
+pub fn inspect_arg(reference: Arg) -> CmdLine {
+    let cmd = docker("buildx imagetools inspect").arg(reference);
+    cmd.args(["--format", "{{json .}}"])
+}
+
+/// One function's build, as a target of the bake file (`docker buildx bake --print` names
+/// every key). Serialized as buildx reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct BakeTarget {
+    /// The function: the target's name, and the key of its digest in the metadata file.
+    #[serde(skip)]
+    pub name: String,
+    pub context: String,
+    /// Relative to `context` (or absolute when the Dockerfile lies outside it).
+    pub dockerfile: String,
+    pub platforms: Vec<String>,
+    pub args: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub tags: Vec<String>,
+    pub cache_from: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cache_to: Vec<String>,
+    pub output: Vec<String>,
+    /// Lambda rejects an image index, and attestations turn the push into one.
+    pub attest: Vec<String>,
+}
+
+/// Everything that decides one function's build.
+#[derive(Debug, Clone)]
 pub struct Build<'a> {
-    pub builder: Option<&'a str>,
+    pub name: &'a str,
     pub platform: Platform,
     pub dockerfile: &'a str,
     pub context: &'a str,
@@ -36,82 +67,109 @@ pub struct Build<'a> {
     /// `REPO:buildcache`; the cache is imported always, exported when the builder can.
     pub cache_ref: String,
     pub export_cache: bool,
-    pub metadata_file: &'a str,
     pub tags: Vec<String>,
-    /// The commit time: BuildKit stamps it into the image config and history, and an export
-    /// with `rewrite-timestamp=true` clamps every newer file time in the layers to it, so
-    /// clean builds of one commit give one digest.
+    /// The commit time: BuildKit stamps it into the image config and history. Every file the
+    /// Dockerfiles add has the fixed time 0, so one commit gives one digest from any cache.
     pub source_date_epoch: Option<i64>,
-    pub export: Export<'a>,
 }
 
-/// How the image leaves the builder for the registry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Export<'a> {
-    /// BuildKit pushes it, file times rewritten: any driver but `docker` (docker-container,
-    /// remote, kubernetes; CI's setup-buildx builder).
-    Registry,
-    /// The `docker` driver forces `unpack`, which conflicts with `rewrite-timestamp`: an OCI
-    /// archive with rewritten times instead, then [`load`] and [`push`], which keep the
-    /// manifest byte for byte on the containerd image store.
-    OciArchive(&'a str),
-    /// The `docker` driver on the classic image store, whose push rewrites layers anyway:
-    /// `--push`, with times as built (not reproducible).
-    Push,
+pub fn bake_target(b: &Build<'_>) -> BakeTarget {
+    let dockerfile = match b.dockerfile.strip_prefix(&format!("{}/", b.context)) {
+        Some(inside) => inside.to_string(),
+        None => crate::paths::root()
+            .join(b.dockerfile)
+            .display()
+            .to_string(),
+    };
+    let mut args: BTreeMap<String, String> = b.build_args.iter().cloned().collect();
+    let epoch = b
+        .source_date_epoch
+        .map(|e| ("SOURCE_DATE_EPOCH".to_string(), e.to_string()));
+    args.extend(epoch);
+    let cache = format!("type=registry,ref={}", b.cache_ref);
+    let export = format!("{cache},mode=max,image-manifest=true,oci-mediatypes=true");
+    BakeTarget {
+        name: b.name.to_string(),
+        context: b.context.to_string(),
+        dockerfile,
+        platforms: vec![b.platform.docker().to_string()],
+        args,
+        labels: b.labels.iter().cloned().collect(),
+        tags: b.tags.clone(),
+        cache_from: vec![cache],
+        cache_to: b.export_cache.then_some(export).into_iter().collect(),
+        // The image exporter pushes the manifest as built, on every driver: no OCI archive,
+        // no `docker load`, no second push. OCI media types, like the registry cache.
+        output: vec!["type=image,push=true,oci-mediatypes=true".into()],
+        attest: ["provenance", "sbom"]
+            .map(|a| format!("type={a},disabled=true"))
+            .into(),
+    }
 }
 
-pub fn build(b: &Build<'_>) -> CmdLine {
-    let mut cmd = CmdLine::new("docker").args(["buildx", "build"]);
-    if let Some(builder) = b.builder {
-        cmd = cmd.args(["--builder", builder]);
-    }
-    cmd = cmd
-        .args(["--platform", b.platform.docker()])
-        // Lambda rejects an image index, and attestations turn the push into one.
-        .args(["--provenance=false", "--sbom=false"])
-        .args(["--file", b.dockerfile]);
-    for (key, value) in &b.labels {
-        cmd = cmd.arg("--label").arg(format!("{key}={value}"));
-    }
-    for (key, value) in &b.build_args {
-        cmd = cmd.arg("--build-arg").arg(format!("{key}={value}"));
-    }
-    if let Some(epoch) = b.source_date_epoch {
-        cmd = cmd
-            .arg("--build-arg")
-            .arg(format!("SOURCE_DATE_EPOCH={epoch}"));
-    }
-    cmd = cmd
-        .arg("--cache-from")
-        .arg(format!("type=registry,ref={}", b.cache_ref));
-    if b.export_cache {
-        cmd = cmd.arg("--cache-to").arg(format!(
-            "type=registry,ref={},mode=max,image-manifest=true,oci-mediatypes=true",
-            b.cache_ref
-        ));
-    }
-    cmd = cmd.args(["--metadata-file", b.metadata_file]);
-    for tag in &b.tags {
-        cmd = cmd.args(["--tag", tag]);
-    }
-    match b.export {
-        Export::Registry => cmd.args(["--output", "type=registry,rewrite-timestamp=true"]),
-        Export::OciArchive(dest) => cmd
-            .arg("--output")
-            .arg(format!("type=oci,dest={dest},rewrite-timestamp=true")),
-        Export::Push => cmd.arg("--push"),
-    }
-    .arg(b.context)
+/// The bake file for `targets`: one group, `default`, of all of them.
+pub fn bake_file<'a>(targets: impl Iterator<Item = &'a BakeTarget> + Clone) -> String {
+    let names: Vec<&str> = targets.clone().map(|t| t.name.as_str()).collect();
+    let targets: BTreeMap<&str, &BakeTarget> = targets.map(|t| (t.name.as_str(), t)).collect();
+    let file = serde_json::json!({
+        "group": { "default": { "targets": names } },
+        "target": targets,
+    });
+    serde_json::to_string_pretty(&file).unwrap_or_default()
 }
 
-/// Loads an OCI archive into the engine, under the names it was built with.
-pub fn load(archive: &str) -> CmdLine {
-    CmdLine::new("docker").args(["load", "--input", archive])
+/// Where a build runs: the active builder, a named buildx builder, or another engine's
+/// default builder through its docker context (buildx refuses `--builder` for those).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Builder {
+    Active,
+    Named(String),
+    Context(String),
 }
 
-/// Pushes one tag from the engine.
-pub fn push(reference: &str) -> CmdLine {
-    CmdLine::new("docker").args(["push", reference])
+/// `docker buildx bake` of the file's default group, digests to `metadata`.
+pub fn bake(builder: &Builder, file: &str, metadata: &str) -> CmdLine {
+    let (context, named) = match builder {
+        Builder::Active => (vec![], vec![]),
+        Builder::Named(name) => (vec![], vec!["--builder", name.as_str()]),
+        Builder::Context(context) => (vec!["--context", context.as_str()], vec![]),
+    };
+    let cmd = CmdLine::new("docker")
+        .args(context)
+        .args(["buildx", "bake"]);
+    cmd.args(named)
+        .args(["--file", file, "--metadata-file", metadata])
+}
+
+/// Carried by every function container xtask starts, with the function's name.
+pub const FUNCTION_LABEL: &str = "xtask.lambda-function";
+
+pub fn lambda_labels(function: &str) -> Vec<(String, String)> {
+    vec![(FUNCTION_LABEL.to_string(), function.to_string())]
+}
+
+/// The variables Lambda sets for a function, pointed at the emulator's Runtime API
+/// (`<lambda-api>`, `HOST:PORT/.rt`) under the function's own name. The adapter takes the
+/// prefixed API through two variables: `AWS_LAMBDA_RUNTIME_API` (extension registration, no
+/// scheme) and `AWS_LWA_LAMBDA_RUNTIME_API_PROXY` (its runtime client, with scheme).
+pub fn lambda_environment(function: &str, memory_mb: u32, region: &str) -> Vec<(String, Arg)> {
+    let api = Arg::from(Slot::LambdaApi).then(format!("/{function}"));
+    let vars = [
+        ("AWS_LAMBDA_RUNTIME_API", api.clone()),
+        (
+            "AWS_LWA_LAMBDA_RUNTIME_API_PROXY",
+            Arg::from("http://").then(api.clone()),
+        ),
+        ("AWS_LAMBDA_FUNCTION_NAME", function.into()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
+        (
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+            memory_mb.to_string().into(),
+        ),
+        ("AWS_REGION", region.into()),
+        ("AWS_DEFAULT_REGION", region.into()),
+    ];
+    vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
 /// How Lambda starts an image, run by `/bin/sh` inside the container: the extension in
@@ -122,78 +180,77 @@ pub const LAMBDA_INIT: &str = "/opt/extensions/lambda-adapter & exec \"$@\"";
 /// A function container under the Lambda emulator (see `local::lambda`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LambdaContainer<'a> {
-    /// The container's name.
     pub name: &'a str,
-    pub image: &'a str,
+    pub image: Arg,
     pub platform: Platform,
     /// The function's memory size: the container's memory limit, as on Lambda.
     pub memory_mb: u32,
+    /// The Lambda emulator's network (or the `<lambda-network>` placeholder).
+    pub network: Arg,
     /// `--label KEY=VALUE`, so the stack can tell its containers apart.
     pub labels: Vec<(String, String)>,
     /// `--env KEY=VALUE`: what Lambda sets (never a secret).
-    pub env: Vec<(String, String)>,
+    pub env: Vec<(String, Arg)>,
     /// `--env-file`: the function's own variables, kept out of argv.
     pub env_file: Option<&'a str>,
     /// The image's ENTRYPOINT followed by its CMD (or the `<image-command>` placeholder).
-    pub command: Vec<String>,
+    pub command: Vec<Arg>,
 }
 
 /// Runs a function container detached, the way Lambda runs an image: a read-only root with a
 /// writable `/tmp`, the memory limit, no published port (clients go through the emulator's
 /// Function URL), and the adapter started as an extension beside the image's own command.
 pub fn run_lambda(c: &LambdaContainer<'_>) -> CmdLine {
-    let mut cmd = CmdLine::new("docker").args([
-        "run",
-        "--detach",
-        "--name",
-        c.name,
-        "--platform",
-        c.platform.docker(),
-        "--read-only",
-        "--tmpfs",
-        "/tmp",
-        "--memory",
-    ]);
-    cmd = cmd.arg(format!("{}m", c.memory_mb));
+    let (platform, memory) = (c.platform.docker(), format!("{}m", c.memory_mb));
+    let cmd = docker("run --detach --name").arg(c.name).arg("--platform");
+    let cmd = cmd
+        .arg(platform)
+        .args(["--read-only", "--tmpfs", "/tmp", "--network"]);
+    let mut cmd = cmd.arg(c.network.clone()).args(["--memory", &memory]);
     for (key, value) in &c.labels {
         cmd = cmd.arg("--label").arg(format!("{key}={value}"));
     }
     for (key, value) in &c.env {
-        cmd = cmd.arg("--env").arg(format!("{key}={value}"));
+        cmd = cmd
+            .arg("--env")
+            .arg(Arg::from(format!("{key}=")).then(value.clone()));
     }
     if let Some(file) = c.env_file {
         cmd = cmd.args(["--env-file", file]);
     }
-    cmd.args(["--entrypoint", "/bin/sh", c.image, "-c", LAMBDA_INIT, "sh"])
+    let cmd = cmd.args(["--entrypoint", "/bin/sh"]).arg(c.image.clone());
+    cmd.args(["-c", LAMBDA_INIT, "sh"])
         .args(c.command.iter().cloned())
 }
 
 /// Fetches the image into the engine (a no-op when it is already there).
-pub fn pull(image: &str, platform: Platform) -> CmdLine {
-    CmdLine::new("docker").args(["pull", "--quiet", "--platform", platform.docker(), image])
+pub fn pull(image: Arg, platform: Platform) -> CmdLine {
+    docker("pull --quiet --platform")
+        .args([platform.docker()])
+        .arg(image)
 }
 
 /// Prints the image's configuration (ENTRYPOINT, CMD, ENV) as JSON.
-pub fn image_config(image: &str) -> CmdLine {
-    CmdLine::new("docker").args(["image", "inspect", "--format", "{{json .Config}}", image])
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ImageConfigJson {
-    entrypoint: Option<Vec<String>>,
-    cmd: Option<Vec<String>>,
+pub fn image_config(image: Arg) -> CmdLine {
+    docker("image inspect")
+        .args(["--format", "{{json .Config}}"])
+        .arg(image)
 }
 
 /// The command an image runs (ENTRYPOINT then CMD), from [`image_config`]'s output.
 pub fn parse_image_command(text: &str) -> Result<Vec<String>> {
-    let config: ImageConfigJson = serde_json::from_str(text.trim())
+    let config: BTreeMap<String, Value> = serde_json::from_str(text.trim())
         .context("docker image inspect printed no image configuration JSON")?;
-    let command: Vec<String> = config
-        .entrypoint
-        .unwrap_or_default()
-        .into_iter()
-        .chain(config.cmd.unwrap_or_default())
+    let words = |key| {
+        config
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+    };
+    let command = words("Entrypoint").chain(words("Cmd"));
+    let command: Vec<String> = command
+        .filter_map(|w| Some(w.as_str()?.to_string()))
         .collect();
     if command.is_empty() {
         bail!("the image has neither ENTRYPOINT nor CMD: Lambda would have nothing to run");
@@ -201,58 +258,18 @@ pub fn parse_image_command(text: &str) -> Result<Vec<String>> {
     Ok(command)
 }
 
-/// Prints the default bridge network's IPAM configuration (subnet, gateway) as JSON.
-pub fn bridge_config() -> CmdLine {
-    CmdLine::new("docker").args([
-        "network",
-        "inspect",
-        "bridge",
-        "--format",
-        "{{json .IPAM.Config}}",
-    ])
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct IpamConfig {
-    #[serde(default)]
-    gateway: String,
-}
-
-/// The host's IPv4 address on the default bridge (docker0), from [`bridge_config`]'s output:
-/// the address containers reach the host on.
-pub fn parse_bridge_gateway(text: &str) -> Result<std::net::Ipv4Addr> {
-    let configs: Vec<IpamConfig> = serde_json::from_str(text.trim())
-        .context("docker network inspect bridge printed no IPAM JSON")?;
-    configs
-        .iter()
-        .find_map(|c| c.gateway.parse().ok())
-        .with_context(|| format!("the bridge network has no IPv4 gateway: {}", text.trim()))
-}
-
-/// Whether a container runs, as `true`/`false` (fails when there is no such container).
-pub fn running(container: &str) -> CmdLine {
-    CmdLine::new("docker").args([
-        "container",
-        "inspect",
-        "--format",
-        "{{.State.Running}}",
-        container,
-    ])
-}
-
 /// Stops a container gracefully (SIGTERM, then SIGKILL after `seconds`), so open streams end
 /// with the app's `shutdown` event.
 pub fn stop(container: &str, seconds: u32) -> CmdLine {
-    CmdLine::new("docker").args(["stop", "--time", &seconds.to_string(), container])
+    docker("stop --time").args([&seconds.to_string(), container])
 }
 
 pub fn logs(container: &str) -> CmdLine {
-    CmdLine::new("docker").args(["logs", container])
+    docker("logs").arg(container)
 }
 
 pub fn remove(container: &str) -> CmdLine {
-    CmdLine::new("docker").args(["rm", "--force", container])
+    docker("rm --force").arg(container)
 }
 
 /// Every manifest kind a single-platform image or an index can have.
@@ -279,70 +296,29 @@ pub struct Inspected {
     pub created: Option<String>,
 }
 
-/// What `imagetools inspect --format '{{json .}}'` prints, as far as xtask reads it.
-#[derive(Deserialize)]
-struct InspectJson {
-    name: Option<String>,
-    manifest: Option<Descriptor>,
-    /// For an index this is a map of platforms, not one config: only a single image's is read.
-    image: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct Descriptor {
-    #[serde(rename = "mediaType")]
-    media_type: String,
-    digest: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ImageConfig {
-    architecture: Option<String>,
-    os: Option<String>,
-    config: Option<RunConfig>,
-}
-
-#[derive(Deserialize)]
-struct RunConfig {
-    #[serde(rename = "Labels")]
-    labels: Option<std::collections::BTreeMap<String, String>>,
-}
-
-/// Parses `docker buildx imagetools inspect REF --format '{{json .}}'`.
+/// Parses `docker buildx imagetools inspect REF --format '{{json .}}'`: the manifest
+/// descriptor, and for a single image its config (an index's `image` maps platforms to
+/// configs, so it has no single architecture).
 pub fn parse_inspect(text: &str) -> Result<Inspected> {
-    let parsed: InspectJson = serde_json::from_str(text)
+    let json: Value = serde_json::from_str(text)
         .context("imagetools inspect printed no JSON (or not the expected shape)")?;
-    let manifest = parsed
-        .manifest
-        .context("imagetools inspect printed no manifest descriptor")?;
-    let digest = manifest
-        .digest
-        .or_else(|| {
-            parsed
-                .name
-                .as_deref()
-                .and_then(|n| n.split_once('@'))
-                .map(|(_, d)| d.to_string())
-        })
-        .context("imagetools inspect gave no digest")?;
-    // An index's `image` maps platforms to configs; it then has no single architecture.
-    let config = parsed
-        .image
-        .and_then(|v| serde_json::from_value::<ImageConfig>(v).ok());
+    let text = |pointer: &str| Some(json.pointer(pointer)?.as_str()?.to_string());
     let label = |key: &str| {
-        config
-            .as_ref()
-            .and_then(|c| c.config.as_ref())
-            .and_then(|c| c.labels.as_ref())
-            .and_then(|l| l.get(key).cloned())
+        text(&format!(
+            "/image/config/Labels/org.opencontainers.image.{key}"
+        ))
     };
+    let media_type = text("/manifest/mediaType");
+    let media_type = media_type.context("imagetools inspect printed no manifest descriptor")?;
+    let named = text("/name").and_then(|n| Some(n.split_once('@')?.1.to_string()));
+    let digest = text("/manifest/digest").or(named);
     Ok(Inspected {
-        media_type: manifest.media_type,
-        digest,
-        architecture: config.as_ref().and_then(|c| c.architecture.clone()),
-        os: config.as_ref().and_then(|c| c.os.clone()),
-        revision: label("org.opencontainers.image.revision"),
-        created: label("org.opencontainers.image.created"),
+        media_type,
+        digest: digest.context("imagetools inspect gave no digest")?,
+        architecture: text("/image/architecture"),
+        os: text("/image/os"),
+        revision: label("revision"),
+        created: label("created"),
     })
 }
 
@@ -362,24 +338,23 @@ pub fn verify_manifest(found: &Inspected, expected_digest: &str, platform: Platf
             found.digest
         );
     }
-    if found.architecture.as_deref() != Some(platform.oci_arch())
-        || found.os.as_deref() != Some("linux")
-    {
-        bail!(
-            "the image is for {}/{}, but the settings' platform is {platform}",
-            found.os.as_deref().unwrap_or("?"),
-            found.architecture.as_deref().unwrap_or("?")
-        );
+    let (os, arch) = (found.os.as_deref(), found.architecture.as_deref());
+    if arch != Some(platform.oci_arch()) || os != Some("linux") {
+        let (os, arch) = (os.unwrap_or("?"), arch.unwrap_or("?"));
+        bail!("the image is for {os}/{arch}, but the settings' platform is {platform}");
     }
     Ok(())
 }
 
-/// What buildx's `--metadata-file` holds, as far as xtask reads it.
+/// One target of what bake's `--metadata-file` holds, as far as xtask reads it.
 #[derive(Deserialize)]
 pub struct BuildMetadata {
     #[serde(rename = "containerimage.digest")]
     pub digest: String,
 }
+
+/// Bake's metadata file: target name → its build's metadata.
+pub type BakeMetadata = BTreeMap<String, BuildMetadata>;
 
 #[cfg(test)]
 mod tests {
@@ -418,9 +393,10 @@ mod tests {
     fn lambda_containers_run_like_lambda() {
         let line = run_lambda(&LambdaContainer {
             name: "fn-1",
-            image: "r/x@sha256:aa",
+            image: "r/x@sha256:aa".into(),
             platform: Platform::Amd64,
             memory_mb: 512,
+            network: "xtask-local_default".into(),
             labels: vec![("xtask.function".into(), "fn-1".into())],
             env: vec![("AWS_LAMBDA_FUNCTION_NAME".into(), "fn-1".into())],
             env_file: Some("/s/fn-1.env"),
@@ -429,15 +405,15 @@ mod tests {
         assert_eq!(
             line.to_string(),
             "docker run --detach --name fn-1 --platform linux/amd64 --read-only --tmpfs /tmp \
-             --memory 512m --label xtask.function=fn-1 --env AWS_LAMBDA_FUNCTION_NAME=fn-1 \
+             --network xtask-local_default --memory 512m --label xtask.function=fn-1 --env AWS_LAMBDA_FUNCTION_NAME=fn-1 \
              --env-file /s/fn-1.env --entrypoint /bin/sh r/x@sha256:aa \
              -c \"/opt/extensions/lambda-adapter & exec \\\"$@\\\"\" sh python -m uvicorn"
         );
-        assert_eq!(line.args[line.args.len() - 5], LAMBDA_INIT);
+        assert_eq!(line.args[line.args.len() - 5].to_string(), LAMBDA_INIT);
     }
 
     #[test]
-    fn image_commands_and_bridge_addresses_parse() {
+    fn image_commands_parse() {
         let config = r#"{"Cmd":["python","-m","uvicorn"],"Entrypoint":null,"Env":["A=1"]}"#;
         assert_eq!(
             parse_image_command(config).unwrap(),
@@ -449,12 +425,6 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("neither ENTRYPOINT nor CMD"), "{e}");
-        let ipam = r#"[{"Subnet":"fd00::/64","Gateway":"fd00::1"},{"Subnet":"172.17.0.0/16","Gateway":"172.17.0.1"}]"#;
-        assert_eq!(
-            parse_bridge_gateway(ipam).unwrap().to_string(),
-            "172.17.0.1"
-        );
-        assert!(parse_bridge_gateway(r#"[{"Subnet":"172.17.0.0/16"}]"#).is_err());
     }
 
     #[test]

@@ -1,153 +1,252 @@
-//! `terraform` command lines. Every one runs with `-chdir` into the environment's directory.
+//! `terraform` command lines of the application root, its environment and its variable file,
+//! and what terraform prints, parsed. Every command runs with `-chdir` into the root.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use anyhow::{Context, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
-use crate::cmdline::CmdLine;
-use crate::settings::Environment;
+use crate::cmdline::{Arg, CmdLine, Slot};
+use crate::paths;
+use crate::settings::{EMULATOR_ACCOUNT, EMULATOR_KEYS, Environment, Function};
+
+type Vars = [(String, String)];
+
+/// The environment every Terraform command runs with: its own data directory, the region, and
+/// on the local stack the emulator with its dummy keys and the offline CLI config.
+pub fn terraform_env(env: &Environment, tf_cli_config: Option<&Path>) -> Vec<(String, String)> {
+    let data_dir = paths::terraform_data_dir(&env.name).display().to_string();
+    let mut vars = vec![
+        ("TF_IN_AUTOMATION", "1".to_string()),
+        ("TF_DATA_DIR", data_dir),
+        ("AWS_REGION", env.region.clone()),
+    ];
+    let config = tf_cli_config.map(|c| ("TF_CLI_CONFIG_FILE", c.display().to_string()));
+    vars.extend(config);
+    if let Some(local) = &env.local {
+        vars.push(("AWS_ENDPOINT_URL", local.endpoint_url.clone()));
+        if env.account_id == EMULATOR_ACCOUNT {
+            vars.push(("AWS_ACCESS_KEY_ID", EMULATOR_KEYS.0.into()));
+            vars.push(("AWS_SECRET_ACCESS_KEY", EMULATOR_KEYS.1.into()));
+        } else {
+            // Another emulator account: the session `local up` opened there (see
+            // `paths::emulator_credentials`).
+            let file = paths::emulator_credentials().display().to_string();
+            vars.push(("AWS_SHARED_CREDENTIALS_FILE", file));
+            vars.push(("AWS_PROFILE", format!("xtask-{}", env.account_id)));
+        }
+    }
+    vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
 
 /// The saved plan's absolute path (terraform runs with `-chdir`), under `target/`, named by
-/// the run (`<run>`), so that two runs of one environment never apply each other's plan.
-pub fn plan_file(env: &Environment) -> String {
-    crate::paths::plan_file(&env.name, crate::cmdline::RUN)
-        .display()
-        .to_string()
+/// the run, so that two runs of one environment never apply each other's plan.
+pub fn plan_file(env: &Environment, run: &str) -> String {
+    paths::plan_file(&env.name, run).display().to_string()
 }
 
-fn terraform(env: &Environment, process_env: &[(String, String)], sub: &str) -> CmdLine {
-    CmdLine::new("terraform")
-        .arg(format!("-chdir={}", env.terraform.dir))
-        .arg(sub)
-        .env(process_env)
+/// The variable file the runner writes before a plan: every function of the environment.
+pub fn vars_path(env: &Environment, run: &str) -> String {
+    let file = format!("functions-{run}.tfvars.json");
+    paths::env_dir(&env.name).join(file).display().to_string()
 }
 
-pub fn init(env: &Environment, process_env: &[(String, String)]) -> CmdLine {
-    let mut cmd = terraform(env, process_env, "init").args(["-input=false", "-no-color"]);
-    for (key, value) in &env.terraform.backend {
-        cmd = cmd.arg(format!("-backend-config={key}={value}"));
+/// One entry of the root's `functions` map: its values, and the image it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionVars {
+    pub name: String,
+    /// `repository@<digest>`: filled from the slot when the file is written; `None` for the
+    /// first deploy's ECR-only apply.
+    pub image: Option<(String, Slot)>,
+    pub values: Value,
+}
+
+impl FunctionVars {
+    /// `readers`: other accounts' deploy roles that may pull (environments promoting from this
+    /// one).
+    pub fn new(env: &Environment, f: &Function, readers: Vec<String>, image: bool) -> FunctionVars {
+        let values = json!({
+            "function_name": f.function_name,
+            "repository_name": f.repository,
+            "execution_role_name": f.execution_role,
+            "architecture": f.platform.lambda(),
+            "invoke_mode": f.invoke_mode.name(),
+            "memory_size": f.memory_size,
+            "timeout": f.timeout,
+            "log_retention_days": f.log_retention_days,
+            "environment_variables": f.environment,
+            "function_url_auth_type": f.url_auth_type,
+            "description": f.description,
+            "repository_readers": readers,
+        });
+        let image = image.then(|| (env.image_repo(f), Slot::Digest(f.name.clone())));
+        FunctionVars {
+            name: f.name.clone(),
+            image,
+            values,
+        }
     }
-    cmd
 }
 
-/// `-var` pairs in a fixed order: xtask's own, then the settings' in name order.
-fn vars(env: &Environment, image_uri: Option<&str>) -> Vec<String> {
-    let mut pairs = vec![
-        format!("environment={}", env.name),
-        format!("account_id={}", env.account_id),
-        format!("region={}", env.region),
-        format!("platform={}", env.platform),
-    ];
-    if let Some(uri) = image_uri {
-        pairs.push(format!("image_uri={uri}"));
+/// The variable file's text, each image's digest given by `digest`.
+pub fn vars_file(functions: &[FunctionVars], mut digest: impl FnMut(&Slot) -> String) -> String {
+    let mut map = BTreeMap::new();
+    for f in functions {
+        let mut value = f.values.clone();
+        value["image_uri"] = json!(f.image.as_ref().map(|(r, s)| format!("{r}@{}", digest(s))));
+        map.insert(f.name.as_str(), value);
     }
-    pairs.extend(env.terraform.vars.iter().map(|(k, v)| format!("{k}={v}")));
-    pairs
-        .into_iter()
-        .flat_map(|pair| ["-var".to_string(), pair])
+    serde_json::to_string_pretty(&json!({ "functions": map })).unwrap_or_default()
+}
+
+/// `terraform -chdir=DIR` then `words` (a subcommand and fixed flags, none with a space),
+/// with the process environment.
+pub(super) fn tf(chdir: Arg, process_env: &Vars, words: &str) -> CmdLine {
+    let cmd = CmdLine::new("terraform").arg(chdir);
+    cmd.args(words.split(' ')).env(process_env)
+}
+
+pub(super) fn chdir(dir: &str) -> Arg {
+    format!("-chdir={dir}").into()
+}
+
+/// `plan` into a saved plan file, which `show` prints and `apply` applies as it is.
+pub(super) fn plan_into(chdir: Arg, process_env: &Vars, lock: &str, out: &str) -> CmdLine {
+    let words = format!("plan -input=false -no-color -lock-timeout={lock} -detailed-exitcode");
+    tf(chdir, process_env, &words).arg(format!("-out={out}"))
+}
+
+pub(super) fn apply_saved(chdir: Arg, process_env: &Vars, lock: &str, file: &str) -> CmdLine {
+    let words = format!("apply -input=false -no-color -lock-timeout={lock}");
+    tf(chdir, process_env, &words).arg(file)
+}
+
+fn root(env: &Environment) -> Arg {
+    chdir(&env.terraform.dir)
+}
+
+/// `-backend-config=KEY=VALUE` of each backend setting, in key order.
+pub(super) fn backend(env: &Environment, key: Option<String>) -> Vec<String> {
+    let value = |k: &String, v: &String| key.clone().filter(|_| k == "key").unwrap_or(v.clone());
+    let config = env.terraform.backend.iter();
+    config
+        .map(|(k, v)| format!("-backend-config={k}={}", value(k, v)))
         .collect()
 }
 
-fn lock_timeout(env: &Environment) -> String {
-    format!("-lock-timeout={}", env.terraform.lock_timeout)
+pub fn init(env: &Environment, process_env: &Vars) -> CmdLine {
+    tf(root(env), process_env, "init -input=false -no-color").args(backend(env, None))
 }
 
-/// The first-ever deploy: only the repository and its lifecycle policy, so an image can be
-/// pushed before the Lambda that needs it exists.
-pub fn bootstrap(env: &Environment, process_env: &[(String, String)]) -> CmdLine {
-    terraform(env, process_env, "apply")
-        .args([
-            "-input=false",
-            "-no-color",
-            "-auto-approve",
-            &lock_timeout(env),
-        ])
-        .args([
-            "-target=aws_ecr_repository.this",
-            "-target=aws_ecr_lifecycle_policy.this",
-        ])
-        .args(vars(env, None))
+/// `-var`s of the scalars, then the functions' variable file.
+fn vars(env: &Environment, file: &str) -> Vec<String> {
+    let (name, account, region, project) = (&env.name, &env.account_id, &env.region, &env.project);
+    let vars = format!("environment={name} account_id={account} region={region} project={project}");
+    let vars = vars
+        .split(' ')
+        .flat_map(|pair| ["-var".to_string(), pair.to_string()]);
+    vars.chain([format!("-var-file={file}")]).collect()
 }
 
-pub fn plan(env: &Environment, process_env: &[(String, String)], image_uri: &str) -> CmdLine {
-    terraform(env, process_env, "plan")
-        .args([
-            "-input=false",
-            "-no-color",
-            &lock_timeout(env),
-            "-detailed-exitcode",
-        ])
-        .arg(format!("-out={}", plan_file(env)))
-        .args(vars(env, Some(image_uri)))
+/// The resource addresses of one function's repository and its lifecycle policy.
+pub fn repository_targets(function: &str) -> [String; 2] {
+    ["aws_ecr_repository.this", "aws_ecr_lifecycle_policy.this"]
+        .map(|r| format!("-target=module.function[\"{function}\"].{r}"))
 }
 
-pub fn show(env: &Environment, process_env: &[(String, String)]) -> CmdLine {
-    terraform(env, process_env, "show")
-        .args(["-json", "-no-color"])
-        .arg(plan_file(env))
+/// `apply -auto-approve` of the application root: `flag`, then the lock timeout.
+fn apply_now(env: &Environment, process_env: &Vars, flag: &str) -> CmdLine {
+    let lock = &env.terraform.lock_timeout;
+    let words = format!("apply{flag} -input=false -no-color -auto-approve -lock-timeout={lock}");
+    tf(root(env), process_env, &words)
 }
 
-pub fn apply(env: &Environment, process_env: &[(String, String)]) -> CmdLine {
-    terraform(env, process_env, "apply")
-        .args(["-input=false", "-no-color", &lock_timeout(env)])
-        .arg(plan_file(env))
+/// A first deploy: only the repositories and their lifecycle policies, so images can be pushed
+/// before the Lambdas that need them exist.
+pub fn create_repositories(
+    env: &Environment,
+    process_env: &Vars,
+    functions: &[&Function],
+    file: &str,
+) -> CmdLine {
+    let targets = functions.iter().flat_map(|f| repository_targets(&f.name));
+    let cmd = apply_now(env, process_env, "").args(targets);
+    cmd.args(vars(env, file))
 }
 
-pub fn output(env: &Environment, process_env: &[(String, String)]) -> CmdLine {
-    terraform(env, process_env, "output").args(["-json", "-no-color"])
+/// Saves into the state what a refresh finds, and the moves of `moved` blocks, changing no
+/// infrastructure: a targeted apply refuses to run while moves are pending (the first deploy
+/// of a new function into an environment upgraded from an older configuration).
+pub fn refresh_only(env: &Environment, process_env: &Vars, file: &str) -> CmdLine {
+    apply_now(env, process_env, " -refresh-only").args(vars(env, file))
 }
 
-/// `terraform show -json PLAN`, as far as the summary reads it.
-#[derive(Deserialize)]
-struct ShowJson {
-    #[serde(default)]
-    resource_changes: Vec<ResourceChange>,
+pub fn plan(env: &Environment, process_env: &Vars, run: &str, file: &str) -> CmdLine {
+    let (lock, out) = (&env.terraform.lock_timeout, plan_file(env, run));
+    plan_into(root(env), process_env, lock, &out).args(vars(env, file))
 }
 
-#[derive(Deserialize)]
-struct ResourceChange {
-    address: String,
-    change: Change,
+pub fn show(env: &Environment, process_env: &Vars, run: &str) -> CmdLine {
+    tf(root(env), process_env, "show -json -no-color").arg(plan_file(env, run))
 }
 
-#[derive(Deserialize)]
-struct Change {
-    actions: Vec<String>,
+pub fn apply(env: &Environment, process_env: &Vars, run: &str) -> CmdLine {
+    let (lock, file) = (&env.terraform.lock_timeout, plan_file(env, run));
+    apply_saved(root(env), process_env, lock, &file)
 }
 
-/// `terraform show -json` → one line per resource change, then the totals.
+pub fn output(env: &Environment, process_env: &Vars) -> CmdLine {
+    tf(root(env), process_env, "output -json -no-color")
+}
+
+/// `terraform show -json PLAN` → one line per resource change (and per `moved` block that
+/// carried a resource), then the totals.
 pub fn summarize_plan(json: &str) -> Result<Vec<String>> {
-    let plan: ShowJson =
+    #[derive(Deserialize)]
+    struct Show {
+        #[serde(default)]
+        resource_changes: Vec<Change>,
+    }
+    #[derive(Deserialize)]
+    struct Change {
+        address: String,
+        previous_address: Option<String>,
+        change: Actions,
+    }
+    #[derive(Deserialize)]
+    struct Actions {
+        actions: Vec<String>,
+    }
+    let plan: Show =
         serde_json::from_str(json).context("terraform show -json is not the expected JSON")?;
-    let mut lines = Vec::new();
-    let (mut add, mut change, mut destroy) = (0, 0, 0);
+    let (mut lines, mut counts) = (Vec::new(), [0; 4]);
     for rc in plan.resource_changes {
+        if let Some(from) = &rc.previous_address {
+            counts[3] += 1;
+            lines.push(format!("moved {from} to {}", rc.address));
+        }
         let actions: Vec<&str> = rc.change.actions.iter().map(String::as_str).collect();
-        let symbol = match actions.as_slice() {
+        // The symbol, and which of add (0), change (1) and destroy (2) the action counts for.
+        let (symbol, counted): (&str, &[usize]) = match actions.as_slice() {
             ["no-op"] | ["read"] => continue,
-            ["create"] => {
-                add += 1;
-                "+"
-            }
-            ["update"] => {
-                change += 1;
-                "~"
-            }
-            ["delete"] => {
-                destroy += 1;
-                "-"
-            }
-            _ => {
-                add += 1;
-                destroy += 1;
-                "-/+"
-            }
+            ["create"] => ("+", &[0]),
+            ["update"] => ("~", &[1]),
+            ["delete"] => ("-", &[2]),
+            _ => ("-/+", &[0, 2]),
         };
+        counted.iter().for_each(|&i| counts[i] += 1);
         lines.push(format!("{symbol} {}", rc.address));
     }
+    let [add, change, destroy, moved] = counts;
+    let moved = if moved > 0 {
+        format!(", {moved} moved")
+    } else {
+        String::new()
+    };
     lines.push(format!(
-        "plan: {add} to add, {change} to change, {destroy} to destroy"
+        "plan: {add} to add, {change} to change, {destroy} to destroy{moved}"
     ));
     Ok(lines)
 }
@@ -156,38 +255,34 @@ pub fn summarize_plan(json: &str) -> Result<Vec<String>> {
 /// that xtask can explain: a stale saved plan or a state lock held by another run (two
 /// deploys of one environment at once), a variable without a value.
 pub fn failure_hint(stderr: &str, env: &str, lock_timeout: &str) -> Option<String> {
-    if stderr.contains("Saved plan is stale") {
-        return Some(format!(
+    let hint = if stderr.contains("Saved plan is stale") {
+        format!(
             "the state of `{env}` changed after this run made its plan (another deploy of \
              `{env}` applied meanwhile), so nothing of this plan was applied: run the command \
              again"
-        ));
-    }
-    if stderr.contains("Error acquiring the state lock") {
-        return Some(format!(
+        )
+    } else if stderr.contains("Error acquiring the state lock") {
+        format!(
             "another run holds the state lock of `{env}` (its ID and who holds it are printed \
              above) and did not release it within lock_timeout = {lock_timeout}: wait for it to \
              finish, then run the command again; use `terraform force-unlock ID` only when that \
              run is gone"
-        ));
-    }
-    let missing = stderr
-        .lines()
-        .find_map(|l| l.split("No value for required variable").nth(1))
-        .map(|_| ());
-    missing.map(|()| {
-        format!(
-            "a variable of the configuration has no value: set it under \
-             [environments.{env}.terraform.vars] in the settings (terraform never asks: \
-             -input=false)"
         )
-    })
+    } else if stderr.contains("No value for required variable") {
+        format!(
+            "a variable of the configuration `{env}` uses has no value: the configuration and \
+             this xtask disagree on its variables (terraform never asks: -input=false)"
+        )
+    } else {
+        return None;
+    };
+    Some(hint)
 }
 
 /// One `terraform output -json` value.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct OutputValue {
-    pub value: serde_json::Value,
+    pub value: Value,
 }
 
 /// `terraform output -json`: output name → value.
@@ -218,6 +313,16 @@ mod tests {
             ]
         );
         assert!(summarize_plan(r#"{"resource_changes":[{"address":"x"}]}"#).is_err());
+        let moved = r#"{"resource_changes":[
+            {"address":"module.function[\"a\"].aws_ecr_repository.this",
+             "previous_address":"aws_ecr_repository.this","change":{"actions":["no-op"]}}]}"#;
+        assert_eq!(
+            summarize_plan(moved).unwrap(),
+            [
+                "moved aws_ecr_repository.this to module.function[\"a\"].aws_ecr_repository.this",
+                "plan: 0 to add, 0 to change, 0 to destroy, 1 moved"
+            ]
+        );
     }
 
     #[test]
@@ -235,7 +340,7 @@ mod tests {
         assert!(
             failure_hint(var, "prod", "5m")
                 .unwrap()
-                .contains("terraform.vars")
+                .contains("disagree on its variables")
         );
         assert_eq!(failure_hint("Error: something else", "prod", "5m"), None);
     }

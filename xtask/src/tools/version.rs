@@ -7,42 +7,37 @@ use std::fmt;
 
 use anyhow::{Result, bail};
 
-/// A release number, `1.11.4`; a pre-release (`1.12.0-beta1`) sorts before its release.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A release number, `1.11.4`, `v1.11.4` or `1.10` (`1.10.0`); a pre-release (`1.12.0-beta1`)
+/// sorts before its release.
+#[derive(Debug, Clone)]
 pub struct Version {
     parts: Vec<u64>,
     pre: Option<String>,
 }
 
 impl Version {
-    /// `1.11.4`, `v1.11.4`, `1.10`, `1.12.0-beta1`.
     pub fn parse(text: &str) -> Option<Version> {
         let text = text.trim().trim_start_matches('v');
         let (numbers, pre) = match text.split_once('-') {
-            Some((n, p)) => (n, Some(p.to_string())),
+            Some((numbers, pre)) => (numbers, Some(pre.to_string())),
             None => (text, None),
         };
         let parts: Option<Vec<u64>> = numbers.split('.').map(|p| p.parse().ok()).collect();
-        let parts = parts.filter(|p| !p.is_empty() && p.len() <= 3)?;
+        let parts = parts.filter(|p| p.len() <= 3)?;
         Some(Version { parts, pre })
     }
 
-    fn part(&self, i: usize) -> u64 {
-        self.parts.get(i).copied().unwrap_or(0)
+    /// What orders versions: the three numbers, then a release after its pre-releases.
+    fn key(&self) -> ([u64; 3], bool, Option<&str>) {
+        let part = |i| self.parts.get(i).copied().unwrap_or(0);
+        let release = self.pre.is_none();
+        ([part(0), part(1), part(2)], release, self.pre.as_deref())
     }
 }
 
 impl Ord for Version {
     fn cmp(&self, other: &Self) -> Ordering {
-        (0..3)
-            .map(|i| self.part(i).cmp(&other.part(i)))
-            .find(|o| o.is_ne())
-            .unwrap_or_else(|| match (&self.pre, &other.pre) {
-                (None, None) => Ordering::Equal,
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (Some(a), Some(b)) => a.cmp(b),
-            })
+        self.key().cmp(&other.key())
     }
 }
 
@@ -52,82 +47,43 @@ impl PartialOrd for Version {
     }
 }
 
+impl PartialEq for Version {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Version {}
+
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let parts: Vec<String> = self.parts.iter().map(u64::to_string).collect();
-        f.write_str(&parts.join("."))?;
-        if let Some(pre) = &self.pre {
-            write!(f, "-{pre}")?;
-        }
-        Ok(())
+        let pre = self.pre.as_ref().map(|pre| format!("-{pre}"));
+        write!(f, "{}{}", parts.join("."), pre.unwrap_or_default())
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Eq,
-    Ne,
-    Gt,
-    Ge,
-    Lt,
-    Le,
-    /// `~> 1.2` allows 1.x from 1.2; `~> 1.2.3` allows 1.2.x from 1.2.3.
-    Pessimistic,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Constraint {
-    op: Op,
-    version: Version,
-}
-
-impl Constraint {
-    fn allows(&self, v: &Version) -> bool {
-        let c = &self.version;
-        match self.op {
-            Op::Eq => v == c,
-            Op::Ne => v != c,
-            Op::Gt => v > c,
-            Op::Ge => v >= c,
-            Op::Lt => v < c,
-            Op::Le => v <= c,
-            Op::Pessimistic => {
-                // The last given part may grow; the ones before it are fixed.
-                let fixed = c.parts.len().saturating_sub(1).max(1);
-                v >= c && (0..fixed).all(|i| v.part(i) == c.part(i))
-            }
-        }
-    }
-}
-
-/// A comma-separated list of constraints; a version must satisfy each.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A comma-separated list of constraints (`~> 1.2` allows 1.x from 1.2, `~> 1.2.3` 1.2.x
+/// from 1.2.3); a version must satisfy each.
+#[derive(Debug, Clone)]
 pub struct Requirement {
     text: String,
-    constraints: Vec<Constraint>,
+    constraints: Vec<(&'static str, Version)>,
 }
 
 impl Requirement {
     pub fn parse(text: &str) -> Result<Requirement> {
         let mut constraints = Vec::new();
-        for item in text.split(',') {
-            let item = item.trim();
-            let (op, rest) = [
-                ("~>", Op::Pessimistic),
-                (">=", Op::Ge),
-                ("<=", Op::Le),
-                ("!=", Op::Ne),
-                (">", Op::Gt),
-                ("<", Op::Lt),
-                ("=", Op::Eq),
-            ]
-            .iter()
-            .find_map(|(sym, op)| item.strip_prefix(sym).map(|rest| (*op, rest)))
-            .unwrap_or((Op::Eq, item));
-            let Some(version) = Version::parse(rest) else {
+        for item in text.split(',').map(str::trim) {
+            let ops = ["~>", ">=", "<=", "!=", ">", "<", "="];
+            let op = ops
+                .into_iter()
+                .find_map(|op| Some((op, item.strip_prefix(op)?)));
+            let (op, version) = op.unwrap_or(("=", item));
+            let Some(version) = Version::parse(version) else {
                 bail!("`{item}` in \"{text}\" is not a version constraint");
             };
-            constraints.push(Constraint { op, version });
+            constraints.push((op, version));
         }
         Ok(Requirement {
             text: text.to_string(),
@@ -136,7 +92,19 @@ impl Requirement {
     }
 
     pub fn allows(&self, v: &Version) -> bool {
-        self.constraints.iter().all(|c| c.allows(v))
+        self.constraints.iter().all(|(op, c)| match *op {
+            "=" => v == c,
+            "!=" => v != c,
+            ">" => v > c,
+            ">=" => v >= c,
+            "<" => v < c,
+            "<=" => v <= c,
+            // `~>`: the last given part may grow; the ones before it are fixed.
+            _ => {
+                let fixed = c.parts.len().saturating_sub(1).max(1);
+                v >= c && v.key().0[..fixed] == c.key().0[..fixed]
+            }
+        })
     }
 }
 
@@ -156,8 +124,7 @@ pub fn required_version(tf: &str) -> Option<(String, usize)> {
         }
         let rest = line.strip_prefix("required_version")?.trim_start();
         let rest = rest.strip_prefix('=')?.trim_start().strip_prefix('"')?;
-        let end = rest.find('"')?;
-        Some((rest[..end].to_string(), i + 1))
+        Some((rest[..rest.find('"')?].to_string(), i + 1))
     })
 }
 
@@ -191,6 +158,8 @@ mod tests {
         assert!(allows("> 1.10, != 1.11.3", "1.11.4"));
         assert!(!allows("!= 1.11.4", "1.11.4"));
         assert!(allows("<= 1.11", "1.11.0"));
+        assert!(allows("= 1.11", "1.11.0"), "a missing part is 0");
+        assert!(!allows("!= 1.11", "1.11.0"));
         assert!(
             !allows(">= 1.12", "1.12.0-beta1"),
             "pre-releases come first"

@@ -6,7 +6,6 @@
 //! `--include-ignored`, where a missing stack fails them.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -20,7 +19,8 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `target/local-stack/stack.json`, written by every successful `local up`.
+/// `target/local-stack/stack.json`, written by every successful `local up` (for another compose
+/// project, `XTASK_LOCAL_PROJECT`, `stack-<project>.json`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Stack {
     pub registry: String,
@@ -28,11 +28,49 @@ pub struct Stack {
     pub tf_cli_config: PathBuf,
     pub account_id: String,
     pub region: String,
-    pub pids: BTreeMap<String, u32>,
+    /// The compose project.
+    pub project: String,
+    /// `http://127.0.0.1:<port>`, the Lambda emulator's Function URLs.
+    pub lambda_url: String,
+    /// The compose network function containers join.
+    pub network: String,
+    pub services: Vec<String>,
+}
+
+/// The compose project the tests use: `XTASK_LOCAL_PROJECT`, as xtask reads it.
+pub fn project() -> String {
+    std::env::var("XTASK_LOCAL_PROJECT")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "xtask-local".into())
 }
 
 pub fn stack_file() -> PathBuf {
-    root().join("target/local-stack/stack.json")
+    match project().as_str() {
+        "xtask-local" => root().join("target/local-stack/stack.json"),
+        other => root().join(format!("target/local-stack/stack-{other}.json")),
+    }
+}
+
+/// A copy of the real settings with the `local` environment renamed to `env` (and `local-prod`
+/// promoting from it), on the running stack's registry and endpoint (which differ from the
+/// settings' for another project).
+pub fn settings_for(env: &str, stack: &Stack) -> String {
+    let real = std::fs::read_to_string(root().join("infrastructure/environments.toml")).unwrap();
+    real.replace("[environments.local]", &format!("[environments.{env}]"))
+        .replace("[environments.local.", &format!("[environments.{env}."))
+        .replace(
+            "promote_from = \"local\"",
+            &format!("promote_from = \"{env}\""),
+        )
+        .replace(
+            "registry = \"127.0.0.1:5050\"",
+            &format!("registry = \"{}\"", stack.registry),
+        )
+        .replace(
+            "endpoint_url = \"http://127.0.0.1:4566\"",
+            &format!("endpoint_url = \"{}\"", stack.endpoint_url),
+        )
 }
 
 /// The running stack; a test that needs it fails (never skips) when it is not up.

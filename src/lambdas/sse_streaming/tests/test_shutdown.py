@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
 import signal
 import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 from starlette.types import Message, Scope
 
 from handler import Settings, create_app, parse_last_event_id
-from sse_testkit import RecordingSource, parse_sse
+from sse_testkit import RecordingSource, parse_sse, uvicorn_process
 
-LAMBDA_DIR = Path(__file__).resolve().parent.parent
 GRACE_SECONDS = 3
 
 
@@ -83,22 +77,8 @@ def read_stream_until(conn: socket.socket, received: bytes, ticks: int) -> bytes
 
 
 def test_sigterm_ends_open_streams_within_the_grace_period() -> None:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SSE_HEARTBEAT_SECONDS": "5"}
-    env.pop("CORS_ALLOW_ORIGINS", None)
-    command = [sys.executable, "-m", "uvicorn", "handler:app", "--host", "127.0.0.1", "--port", "0"]
-    command += ["--timeout-graceful-shutdown", str(GRACE_SECONDS)]
-    server = subprocess.Popen(
-        command, cwd=LAMBDA_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    try:
-        assert server.stdout is not None
-        log = ""
-        while (running := re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", log)) is None:
-            line = server.stdout.readline()
-            assert line, f"uvicorn exited during startup:\n{log}"
-            log += line
-        port = int(running.group(1))
-
+    grace = ("--timeout-graceful-shutdown", str(GRACE_SECONDS))
+    with uvicorn_process({"SSE_HEARTBEAT_SECONDS": "5"}, *grace) as (server, port, log):
         conns = [socket.create_connection(("127.0.0.1", port), timeout=GRACE_SECONDS + 2) for _ in range(2)]
         for conn in conns:
             conn.sendall(b"GET /stream?count=10000&interval=0.05 HTTP/1.0\r\n\r\n")
@@ -112,10 +92,6 @@ def test_sigterm_ends_open_streams_within_the_grace_period() -> None:
                     bodies[n] += chunk
         elapsed = time.monotonic() - sent
         log += server.communicate(timeout=GRACE_SECONDS + 5)[0]
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
 
     assert elapsed < GRACE_SECONDS, f"streams took {elapsed:.1f} s to end:\n{log}"
     for raw in bodies:
