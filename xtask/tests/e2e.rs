@@ -1,21 +1,20 @@
 //! End-to-end: `cargo xtask image|deploy|rollback` against the real local stack (Docker engine,
-//! registry, emulator, Terraform). Each run uses a fresh environment name, so its ECR repository,
-//! registry repository, Terraform state and Lambda start empty.
+//! registry, emulator, Terraform), with both of the repository's functions. Each test uses a
+//! fresh environment name, so its ECR repositories, registry repositories, Terraform state and
+//! Lambdas start empty.
 //!
 //! They are ignored by a plain `cargo test` and run by `cargo xtask ci` (`--include-ignored`);
 //! without a running stack they fail.
 
 mod support;
 
-use xtask::http;
-
-use std::{
-    path::{Path, PathBuf},
-    process::Output,
-    time::{Duration, Instant, SystemTime},
-};
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use support::Run;
+
+const SSE: &str = "sse-streaming";
+const STATUS: &str = "status";
 
 fn root() -> PathBuf {
     support::root()
@@ -25,18 +24,12 @@ fn root() -> PathBuf {
 struct Env {
     name: String,
     config: PathBuf,
-    repo: String,
-    endpoint: String,
+    stack: support::Stack,
 }
 
 impl Env {
     fn new(account_id: &str) -> Env {
-        let nonce = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_micros()
-            % 1_000_000_000;
-        let name = format!("e2e-{nonce}");
+        let name = support::unique("e2e");
         let stack = support::stack();
         let text = support::settings_for(&name, &stack).replace(
             "account_id = \"123456789012\"",
@@ -47,15 +40,14 @@ impl Env {
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(&config, text).unwrap();
         Env {
-            repo: format!("{}/{name}-sse-streaming-lambda", stack.registry),
-            endpoint: stack.endpoint_url.clone(),
             name,
             config,
+            stack,
         }
     }
 
     /// A fresh environment with its own account layer (`cargo xtask bootstrap`): its own
-    /// state bucket and execution role, which the application's Terraform reads.
+    /// state bucket and execution roles, which the application's Terraform reads.
     fn bootstrapped(account_id: &str) -> Env {
         let env = Env::new(account_id);
         let text = std::fs::read_to_string(&env.config).unwrap().replace(
@@ -67,68 +59,45 @@ impl Env {
         env
     }
 
+    /// A function's ECR repository (both functions' names are in environments.toml).
+    fn repo(&self, function: &str) -> String {
+        let name = match function {
+            SSE => format!("{}-sse-streaming-lambda", self.name),
+            other => format!("{}-{other}", self.name),
+        };
+        format!("{}/{name}", self.stack.registry)
+    }
+
+    /// The Lambda function's name.
+    fn function_name(&self, function: &str) -> String {
+        self.repo(function).rsplit('/').next().unwrap().to_string()
+    }
+
     fn xtask(&self, args: &[&str]) -> Run {
         self.xtask_with(args, &[])
     }
 
     fn xtask_with(&self, args: &[&str], envs: &[(&str, &Path)]) -> Run {
-        let started = Instant::now();
-        let out = support::xtask()
-            .envs(envs.iter().map(|(k, v)| (k, v)))
-            .args(args)
-            .args(["--env", &self.name, "--config"])
-            .arg(&self.config)
-            .arg("--json")
-            .current_dir(root())
-            .output()
-            .unwrap();
-        Run::new(out, started.elapsed())
+        Run::of(
+            support::xtask()
+                .envs(envs.iter().map(|(k, v)| (k, v)))
+                .args(args)
+                .args(["--env", &self.name, "--config"])
+                .arg(&self.config)
+                .arg("--json"),
+        )
     }
 
-    /// Reads the Lambda back from the emulator: (image URI, Function URL invoke mode).
-    fn lambda(&self) -> (String, String) {
-        let function = format!("{}-sse-streaming-lambda", self.name);
-        let get = |path: &str| -> Value {
-            let auth = "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/lambda/aws4_request, \
-                        SignedHeaders=host, Signature=0";
-            let r = http::request(
-                "GET",
-                &format!("{}{path}", self.endpoint),
-                &[("Authorization", auth)],
-                b"",
-                Duration::from_secs(10),
-            )
-            .unwrap();
-            assert!(
-                (200..300).contains(&r.status),
-                "{path}: {} {}",
-                r.status,
-                String::from_utf8_lossy(&r.body)
-            );
-            serde_json::from_slice(&r.body).unwrap()
-        };
-        let f = get(&format!("/2015-03-31/functions/{function}"));
-        let url = get(&format!("/2021-10-31/functions/{function}/url"));
-        (
-            f["Code"]["ImageUri"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-            url["InvokeMode"].as_str().unwrap_or_default().to_string(),
-        )
+    /// The Lambda as the emulator has it: (image URI, Function URL invoke mode).
+    fn lambda(&self, function: &str) -> (String, String) {
+        support::deployed(&self.stack, &self.function_name(function))
     }
 
     /// The registry's digest and media type for a reference.
     fn registry(&self, reference: &str) -> Option<(String, String)> {
         let out = support::docker()
-            .args([
-                "buildx",
-                "imagetools",
-                "inspect",
-                reference,
-                "--format",
-                "{{json .Manifest}}",
-            ])
+            .args(["buildx", "imagetools", "inspect", reference])
+            .args(["--format", "{{json .Manifest}}"])
             .output()
             .unwrap();
         if !out.status.success() {
@@ -140,49 +109,12 @@ impl Env {
             v["mediaType"].as_str()?.to_string(),
         ))
     }
-}
 
-struct Run {
-    ok: bool,
-    json: Value,
-    stderr: String,
-    secs: f64,
-}
-
-impl Run {
-    fn new(out: Output, elapsed: Duration) -> Run {
-        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        Run {
-            ok: out.status.success(),
-            json,
-            stderr,
-            secs: elapsed.as_secs_f64(),
-        }
-    }
-    fn str(&self, key: &str) -> &str {
-        self.json[key].as_str().unwrap_or_default()
-    }
-    fn step(&self, prefix: &str) -> &str {
-        self.json["steps"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|s| s["title"].as_str().unwrap_or_default().starts_with(prefix))
-            .and_then(|s| s["outcome"].as_str())
-            .unwrap_or("absent")
-    }
-    fn commands(&self) -> Vec<String> {
-        self.json["commands"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c.as_str().map(String::from))
-            .collect()
-    }
-    fn assert_ok(&self, what: &str) {
-        assert!(self.ok, "{what} failed:\n{}\n{}", self.stderr, self.json);
-        eprintln!("{what}: ok in {:.1}s", self.secs);
+    fn tag(&self, function: &str, tag: &str) -> String {
+        let reference = format!("{}:{tag}", self.repo(function));
+        self.registry(&reference)
+            .unwrap_or_else(|| panic!("{reference} is not in the registry"))
+            .0
     }
 }
 
@@ -218,123 +150,101 @@ fn step_cached(log: &str, needle: &str) -> Option<bool> {
     Some(log.lines().any(|l| l.trim() == format!("{id} CACHED")))
 }
 
-/// Replaces each run that starts with `prefix` and ends before `end` by `with`.
-fn replace_runs(text: &str, prefix: &str, end: impl Fn(char) -> bool, with: &str) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(i) = rest.find(prefix) {
-        out.push_str(&rest[..i]);
-        out.push_str(with);
-        let tail = &rest[i..];
-        let len = tail.find(|c: char| end(c)).unwrap_or(tail.len());
-        rest = &tail[len..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// Normalizes run-time values so a dry run's and a real run's command lines compare.
+/// A command line with the values only a run knows made comparable between a dry run (typed
+/// slots: `<digest:NAME>`, `<lambda-network>`...) and a real run (their values): digests and
+/// digest slots become `<digest>`, the image's command `<image-command>`, and every number of
+/// three or more digits `N` (the run id in file and container names, the `deployed-` time).
 fn normalize(line: &str) -> String {
+    let network = format!("{}_default", support::project());
+    let mut line = line
+        .replace(&network, "<lambda-network>")
+        .replace("lambda:9000/.rt", "<lambda-api>");
+    if line.starts_with("docker run ")
+        && let Some(i) = line.rfind(" sh ")
+    {
+        line = format!("{} sh <image-command>", &line[..i]);
+    }
     let mut out = String::new();
-    let mut rest = line;
-    while let Some(i) = rest.find("sha256:") {
+    let mut rest = line.as_str();
+    loop {
+        let next = ["sha256:", "<digest:", "<live:"]
+            .iter()
+            .filter_map(|p| rest.find(p).map(|i| (i, *p)))
+            .min();
+        let Some((i, prefix)) = next else { break };
         out.push_str(&rest[..i]);
         out.push_str("<digest>");
-        rest = &rest[i + 7 + 64.min(rest.len() - i - 7)..];
+        let tail = &rest[i + prefix.len()..];
+        rest = match prefix {
+            "sha256:" => &tail[tail.len().min(64)..],
+            _ => &tail[tail.find('>').map_or(tail.len(), |j| j + 1)..],
+        };
     }
     out.push_str(rest);
-    let out = out.replace("<live-digest>", "<digest>");
-    // A container id: 64 hex digits standing alone.
-    let out = out
-        .split(' ')
-        .map(|w| {
-            if w.len() == 64 && w.bytes().all(|b| b.is_ascii_hexdigit()) {
-                "<container>"
-            } else {
-                w
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
-    // The smoke test's container (also its function's name in the Lambda emulator), the
-    // emulator's Runtime API address, and the image's command spliced in at run time.
-    let out = replace_runs(
-        &out,
-        "xtask-smoke-",
-        |c| c == ' ' || c == '/',
-        "<container>",
-    );
-    let out = out.replace("lambda:9000/.rt", "<lambda-api>").replace(
-        &format!("--network {}_default", support::project()),
-        "--network <lambda-network>",
-    );
-    let out = match (out.starts_with("docker run "), out.rfind(" sh ")) {
-        (true, Some(i)) => format!("{} sh <image-command>", &out[..i]),
-        _ => out,
-    };
-    // The saved plan is named with the run's id (the process id): `<env>-<run>.tfplan`.
-    let out = match out.find(".tfplan") {
-        Some(end) => {
-            let digits = out[..end]
-                .bytes()
-                .rev()
-                .take_while(u8::is_ascii_digit)
-                .count();
-            if digits > 0 && out[..end - digits].ends_with('-') {
-                format!("{}<run>{}", &out[..end - digits], &out[end..])
-            } else {
-                out
-            }
+    let mut normalized = String::new();
+    let mut digits = String::new();
+    for c in out.chars().chain(std::iter::once('\0')) {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
         }
-        None => out,
-    };
-    // deployed-YYYYMMDDTHHMMSSZ
-    match out.find(":deployed-") {
-        Some(i) if out.len() >= i + 26 && !out[i..].starts_with(":deployed-<now>") => {
-            format!("{}:deployed-<now>{}", &out[..i], &out[i + 26..])
+        normalized.push_str(if digits.len() >= 3 { "N" } else { &digits });
+        digits.clear();
+        if c != '\0' {
+            normalized.push(c);
         }
-        _ => out,
     }
+    normalized
+}
+
+#[test]
+fn normalize_makes_a_planned_and_an_executed_line_equal() {
+    let planned = "docker run --name xtask-smoke-e-sse-1234 --network <lambda-network> \
+                   --env API=<lambda-api>/x r/e@<digest:sse> -c \"a\" sh <image-command>";
+    let digest = format!("sha256:{}", "ab12".repeat(16));
+    let executed = format!(
+        "docker run --name xtask-smoke-e-sse-98765 --network {}_default --env \
+         API=lambda:9000/.rt/x r/e@{digest} -c \"a\" sh python -m uvicorn",
+        support::project()
+    );
+    assert_eq!(normalize(planned), normalize(&executed));
+    assert_ne!(normalize("x:deployed-1"), normalize("x:live"));
 }
 
 #[test]
 #[ignore = "needs the local stack (cargo xtask local up)"]
-fn image_builds_skips_rebuilds_on_change_and_uses_the_registry_cache() {
-    support::stack();
+fn image_builds_skips_rebuilds_only_what_changed_and_uses_the_registry_cache() {
     // The shared local state bucket exists, and `image` is a first command too: it creates the
-    // repository with the same targeted apply as a first deploy.
+    // repositories with the same targeted apply as a first deploy.
     let env = Env::new("123456789012");
     let first = env.xtask(&["image"]);
     first.assert_ok("first image");
-    assert_eq!(
-        first.step("ECR repository bootstrap"),
-        "ok",
-        "{}",
-        first.json
-    );
+    assert_eq!(first.step("ECR repositories: terraform apply -target"), "ok");
+    assert_eq!(first.step("docker buildx bake (push)"), "ok");
+    for f in [SSE, STATUS] {
+        assert_eq!(first.function(f).image.as_deref(), Some("built"), "{f}");
+    }
 
     let skip = env.xtask(&["image"]);
     skip.assert_ok("image with no change");
-    assert_eq!(skip.step("docker buildx build"), "skipped");
-    assert!(skip.str("image").starts_with("skipped"), "{}", skip.json);
+    assert_eq!(skip.step("ECR repositories: terraform apply -target"), "skipped");
+    assert_eq!(skip.step("docker buildx bake (push)"), "skipped");
     assert!(
-        !skip
-            .commands()
-            .iter()
-            .any(|c| c.starts_with("docker buildx build"))
+        !skip.result.commands.iter().any(|c| c.starts_with("docker buildx bake")),
+        "{:#?}",
+        skip.result.commands
     );
-    let digest = skip.str("digest").to_string();
-    assert_eq!(digest, first.str("digest"));
+    for f in [SSE, STATUS] {
+        let image = skip.function(f).image.clone().unwrap_or_default();
+        assert!(image.starts_with("found "), "{f}: {image}");
+        assert_eq!(skip.digest(f), first.digest(f), "{f}");
+    }
+    let digest = skip.digest(SSE);
 
     // Content tag, git tag and latest: one digest, one single-platform image manifest.
-    let tags: Vec<String> = skip.json["tags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap().to_string())
-        .collect();
+    let tags = &skip.function(SSE).tags;
     assert_eq!(tags.len(), 3, "{tags:?}");
-    for tag in &tags {
+    for tag in tags {
         let (d, media) = env.registry(tag).unwrap_or_else(|| panic!("{tag} missing"));
         assert_eq!(d, digest, "{tag}");
         assert!(
@@ -347,10 +257,9 @@ fn image_builds_skips_rebuilds_on_change_and_uses_the_registry_cache() {
         );
     }
 
-    // In GitHub Actions: a group per step, the digest and image URI as step outputs, a summary.
-    let gh = root()
-        .join("target/e2e")
-        .join(format!("{}-github", env.name));
+    // In GitHub Actions: a group per step, each function's digest and image URI as step
+    // outputs, a summary.
+    let gh = root().join("target/e2e").join(format!("{}-github", env.name));
     std::fs::create_dir_all(&gh).unwrap();
     let (output, summary) = (gh.join("output"), gh.join("summary.md"));
     let actions = env.xtask_with(
@@ -362,6 +271,7 @@ fn image_builds_skips_rebuilds_on_change_and_uses_the_registry_cache() {
         ],
     );
     actions.assert_ok("image in GitHub Actions");
+    let groups = actions.stderr.lines().filter(|l| l.starts_with("::group::[")).count();
     assert!(
         actions
             .stderr
@@ -370,39 +280,29 @@ fn image_builds_skips_rebuilds_on_change_and_uses_the_registry_cache() {
         "{}",
         actions.stderr
     );
-    // One group per step, each closed.
-    let groups = actions
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("::group::["))
-        .count();
-    let steps = actions.json["steps"].as_array().map_or(0, Vec::len);
-    assert_eq!(groups, steps, "{}", actions.stderr);
-    assert_eq!(
-        actions.stderr.matches("::endgroup::").count(),
-        groups,
-        "{}",
-        actions.stderr
-    );
+    assert_eq!(groups, actions.result.steps.len(), "{}", actions.stderr);
+    assert_eq!(actions.stderr.matches("::endgroup::").count(), groups);
     let outputs = std::fs::read_to_string(&output).unwrap();
-    assert!(outputs.contains(&format!("digest={digest}\n")), "{outputs}");
-    assert!(
-        outputs.contains(&format!("image_uri={}@{digest}\n", env.repo)),
-        "{outputs}"
-    );
+    assert!(outputs.contains(&format!("sse_streaming_digest={digest}\n")), "{outputs}");
+    let uri = format!("sse_streaming_image_uri={}@{digest}\n", env.repo(SSE));
+    assert!(outputs.contains(&uri), "{outputs}");
+    let status_uri = format!("status_image_uri={}@{}\n", env.repo(STATUS), skip.digest(STATUS));
+    assert!(outputs.contains(&status_uri), "{outputs}");
     let table = std::fs::read_to_string(&summary).unwrap();
-    assert!(
-        table.contains("| image | `skipped: already in the registry` |"),
-        "{table}"
-    );
+    assert!(table.contains("| docker buildx bake (push) | skipped |"), "{table}");
 
-    // A handler change builds a new digest; the dependency layers come from cache.
+    // A handler change builds a new sse-streaming digest, its dependency layers from cache,
+    // and leaves the status function's image as it was: one bake, one target.
     let _change = SourceChange::new(&env.name);
     let changed = env.xtask(&["image"]);
     changed.assert_ok("image after a handler.py change");
-    assert_eq!(changed.step("docker buildx build"), "ok");
-    assert_eq!(changed.step("smoke test"), "ok");
-    assert_ne!(changed.str("digest"), digest);
+    assert_eq!(changed.step("docker buildx bake (push)"), "ok");
+    assert_eq!(changed.step("sse-streaming: smoke test"), "ok");
+    assert_eq!(changed.function(SSE).image.as_deref(), Some("built"));
+    assert_ne!(changed.digest(SSE), digest);
+    let status = changed.function(STATUS).image.clone().unwrap_or_default();
+    assert!(status.starts_with("found "), "status was rebuilt: {status}");
+    assert_eq!(changed.digest(STATUS), first.digest(STATUS));
     assert_eq!(
         step_cached(&changed.stderr, "RUN python -m pip install"),
         Some(true),
@@ -422,7 +322,7 @@ fn image_builds_skips_rebuilds_on_change_and_uses_the_registry_cache() {
         .output()
         .unwrap();
     assert!(prune.status.success());
-    let forced = env.xtask(&["image", "--force"]);
+    let forced = env.xtask(&["image", "--force", "--function", SSE]);
     forced.assert_ok("image --force after pruning the build cache");
     assert!(
         forced.stderr.contains("importing cache manifest from"),
@@ -440,36 +340,31 @@ fn image_builds_skips_rebuilds_on_change_and_uses_the_registry_cache() {
 #[test]
 #[ignore = "needs the local stack (cargo xtask local up)"]
 fn deploy_from_empty_then_noop_then_change_then_rollback() {
-    support::stack();
     let env = Env::bootstrapped("123456789012");
 
     let dry = env.xtask(&["deploy", "--dry-run"]);
     assert!(dry.ok, "{}", dry.stderr);
-    let planned: Vec<String> = dry.commands().iter().map(|c| normalize(c)).collect();
+    let planned: Vec<String> = dry.result.commands.iter().map(|c| normalize(c)).collect();
 
     let first = env.xtask(&["deploy"]);
     first.assert_ok("first deploy");
-    assert_eq!(first.step("ECR repository bootstrap"), "ok");
-    assert_eq!(first.str("image"), "built");
-    assert_eq!(first.str("terraform"), "applied");
-    let digest = first.str("digest").to_string();
-    assert!(
-        digest.starts_with("sha256:") && digest.len() == 71,
-        "{digest}"
-    );
-    let (uri, mode) = env.lambda();
-    assert_eq!(uri, format!("{}@{digest}", env.repo));
-    assert_eq!(mode, "RESPONSE_STREAM");
-    assert_eq!(
-        env.registry(&format!("{}:live", env.repo)).unwrap().0,
-        digest
-    );
+    assert_eq!(first.step("ECR repositories: terraform apply -target"), "ok");
+    assert_eq!(first.result.terraform.as_deref(), Some("applied"));
+    let digest = first.digest(SSE);
+    assert!(digest.starts_with("sha256:") && digest.len() == 71, "{digest}");
+    for (f, mode) in [(SSE, "RESPONSE_STREAM"), (STATUS, "BUFFERED")] {
+        assert_eq!(first.function(f).image.as_deref(), Some("built"), "{f}");
+        let uri = format!("{}@{}", env.repo(f), first.digest(f));
+        assert_eq!(env.lambda(f), (uri, mode.to_string()), "{f}");
+        assert_eq!(env.tag(f, "live"), first.digest(f), "{f}");
+    }
 
     // The real run issued the dry run's commands, in the dry run's order, up to the outputs.
-    // Serving the deployed function locally comes after; its commands depend on what the
+    // Serving the deployed functions locally comes after; its commands depend on what the
     // emulator's Lambda API reports, so the plan names that step without command lines.
     let executed: Vec<String> = first
-        .commands()
+        .result
+        .commands
         .iter()
         .map(|c| normalize(c))
         .scan(false, |done, c| {
@@ -492,70 +387,57 @@ fn deploy_from_empty_then_noop_then_change_then_rollback() {
 
     let again = env.xtask(&["deploy"]);
     again.assert_ok("deploy with no change");
-    assert_eq!(again.step("ECR repository bootstrap"), "skipped");
-    assert_eq!(again.step("docker buildx build"), "skipped");
-    assert_eq!(again.str("terraform"), "no changes");
-    assert_eq!(again.step("terraform apply"), "skipped");
+    assert_eq!(again.step("ECR repositories: terraform apply -target"), "skipped");
+    assert_eq!(again.step("docker buildx bake (push)"), "skipped");
+    assert_eq!(again.result.terraform.as_deref(), Some("no changes"));
+    assert_eq!(again.step("terraform apply (saved plan)"), "skipped");
     assert!(
-        !again.commands().iter().any(|c| c.contains(" apply ")),
+        !again.result.commands.iter().any(|c| c.contains(" apply ")),
         "{:#?}",
-        again.commands()
+        again.result.commands
     );
-    assert_eq!(again.step("mark the deployed image"), "skipped");
+    assert_eq!(again.step("sse-streaming: mark the deployed image"), "skipped");
 
     // A stale `live` (here: the image wrapped in an index, which is what `imagetools create`
     // makes without --prefer-index) is repaired by the next deploy, with nothing applied.
-    let live = format!("{}:live", env.repo);
+    let live = format!("{}:live", env.repo(SSE));
     let wrap = support::docker()
-        .args([
-            "buildx",
-            "imagetools",
-            "create",
-            "--tag",
-            &live,
-            &format!("{}@{digest}", env.repo),
-        ])
+        .args(["buildx", "imagetools", "create", "--tag", &live])
+        .arg(format!("{}@{digest}", env.repo(SSE)))
         .output()
         .unwrap();
-    assert!(
-        wrap.status.success(),
-        "{}",
-        String::from_utf8_lossy(&wrap.stderr)
-    );
-    assert_ne!(env.registry(&live).unwrap().0, digest);
+    assert!(wrap.status.success(), "{}", String::from_utf8_lossy(&wrap.stderr));
+    assert_ne!(env.tag(SSE, "live"), digest);
     let repair = env.xtask(&["deploy"]);
     repair.assert_ok("deploy repairing a stale live tag");
-    assert_eq!(repair.str("terraform"), "no changes");
-    assert_eq!(repair.step("keep the previous image"), "skipped");
-    assert_eq!(repair.step("mark the deployed image"), "ok");
-    assert_eq!(env.registry(&live).unwrap().0, digest);
+    assert_eq!(repair.result.terraform.as_deref(), Some("no changes"));
+    assert_eq!(repair.step("sse-streaming: keep the previous image"), "skipped");
+    assert_eq!(repair.step("sse-streaming: mark the deployed image"), "ok");
+    assert_eq!(repair.step("status: mark the deployed image"), "skipped");
+    assert_eq!(env.tag(SSE, "live"), digest);
 
+    // One function's source changes: only its Lambda moves, the other keeps its digest.
+    let status_uri = env.lambda(STATUS).0;
     let second_digest = {
         let _change = SourceChange::new(&env.name);
         let changed = env.xtask(&["deploy"]);
         changed.assert_ok("deploy after a handler.py change");
-        assert_eq!(changed.str("terraform"), "applied");
-        changed.str("digest").to_string()
+        assert_eq!(changed.result.terraform.as_deref(), Some("applied"));
+        assert_eq!(changed.function(STATUS).digest, first.function(STATUS).digest);
+        changed.digest(SSE)
     };
     assert_ne!(second_digest, digest);
-    assert_eq!(env.lambda().0, format!("{}@{second_digest}", env.repo));
-    assert_eq!(
-        env.registry(&format!("{}:previous", env.repo)).unwrap().0,
-        digest
-    );
+    assert_eq!(env.lambda(SSE).0, format!("{}@{second_digest}", env.repo(SSE)));
+    assert_eq!(env.lambda(STATUS).0, status_uri);
+    assert_eq!(env.tag(SSE, "previous"), digest);
 
-    let back = env.xtask(&["rollback"]);
+    let back = env.xtask(&["rollback", "--function", SSE]);
     back.assert_ok("rollback");
-    assert!(!back.commands().iter().any(|c| c.contains("buildx build")));
-    assert_eq!(env.lambda().0, format!("{}@{digest}", env.repo));
-    assert_eq!(
-        env.registry(&format!("{}:live", env.repo)).unwrap().0,
-        digest
-    );
-    assert_eq!(
-        env.registry(&format!("{}:previous", env.repo)).unwrap().0,
-        second_digest
-    );
+    assert!(!back.result.commands.iter().any(|c| c.contains("buildx bake")));
+    assert_eq!(env.lambda(SSE).0, format!("{}@{digest}", env.repo(SSE)));
+    assert_eq!(env.lambda(STATUS).0, status_uri);
+    assert_eq!(env.tag(SSE, "live"), digest);
+    assert_eq!(env.tag(SSE, "previous"), second_digest);
     eprintln!(
         "figures: first deploy {:.1}s, no-change deploy {:.1}s, rollback {:.1}s",
         first.secs, again.secs, back.secs
@@ -565,12 +447,11 @@ fn deploy_from_empty_then_noop_then_change_then_rollback() {
 #[test]
 #[ignore = "needs the local stack (cargo xtask local up)"]
 fn a_wrong_account_is_refused_before_any_command() {
-    support::stack();
     let env = Env::new("111111111111");
     for command in ["image", "deploy"] {
         let run = env.xtask(&[command]);
         assert!(!run.ok, "{command} must fail");
-        let error = run.str("error");
+        let error = run.error();
         assert!(
             error.contains("account 123456789012")
                 && error.contains("`account_id`")
@@ -578,9 +459,9 @@ fn a_wrong_account_is_refused_before_any_command() {
             "{command}: {error}"
         );
         assert!(
-            run.commands().is_empty(),
+            run.result.commands.is_empty(),
             "{command} ran {:#?}",
-            run.commands()
+            run.result.commands
         );
         assert_eq!(run.step("account and region check"), "failed");
     }
@@ -599,7 +480,6 @@ fn a_wrong_account_is_refused_before_any_command() {
 #[test]
 #[ignore = "needs the local stack (cargo xtask local up)"]
 fn a_protected_environment_applies_only_after_confirmation() {
-    support::stack();
     let env = Env::bootstrapped("123456789012");
     let text = std::fs::read_to_string(&env.config).unwrap();
     let header = format!("[environments.{}]", env.name);
@@ -609,54 +489,44 @@ fn a_protected_environment_applies_only_after_confirmation() {
     )
     .unwrap();
     // Outside CI, with the answers on stdin; CI itself never asks. A first deploy asks twice:
-    // before the targeted apply that creates the repository, and before the main apply.
+    // before the targeted apply that creates the repositories, and before the main apply.
     let deploy = |answer: &str| {
         let mut child = support::xtask()
             .args(["deploy", "--json", "--env", &env.name, "--config"])
             .arg(&env.config)
             .env_remove("CI")
-            .current_dir(root())
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(answer.as_bytes())
-            .unwrap();
-        Run::new(child.wait_with_output().unwrap(), Duration::ZERO)
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(answer.as_bytes()).unwrap();
+        drop(stdin);
+        Run::from_output(child.wait_with_output().unwrap(), std::time::Duration::ZERO)
     };
     let refused = deploy("no\n");
     assert!(!refused.ok, "{}", refused.stderr);
     assert!(
-        refused
-            .str("error")
-            .contains("not confirmed: nothing was applied"),
-        "{}",
-        refused.json
+        refused.error().contains("not confirmed: nothing was applied"),
+        "{:#?}",
+        refused.result
     );
-    assert_eq!(refused.step("terraform apply"), "absent");
+    assert_eq!(refused.step("terraform apply (saved plan)"), "absent");
     assert!(
         !refused
-            .commands()
+            .result
+            .commands
             .iter()
             .any(|c| c.ends_with(".tfplan") && c.contains(" apply "))
-    );
-    assert!(
-        !root()
-            .join(format!("infrastructure/terraform/{}.tfplan", env.name))
-            .exists()
     );
 
     let confirmed = deploy("yes\nyes\n");
     confirmed.assert_ok("deploy confirmed with yes");
-    assert_eq!(confirmed.str("terraform"), "applied");
-    assert_eq!(
-        env.lambda().0,
-        format!("{}@{}", env.repo, confirmed.str("digest"))
-    );
+    assert_eq!(confirmed.result.terraform.as_deref(), Some("applied"));
+    for f in [SSE, STATUS] {
+        let uri = format!("{}@{}", env.repo(f), confirmed.digest(f));
+        assert_eq!(env.lambda(f).0, uri, "{f}");
+    }
 }

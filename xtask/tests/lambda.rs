@@ -204,6 +204,8 @@ fn deployed() -> &'static Deployed {
 
 /// A function container of this test, under the stack's emulator, removed on drop.
 struct TestFunction {
+    /// The Lambda function's name, also its container's.
+    name: String,
     url: String,
     container: String,
     _routed: Registered,
@@ -257,6 +259,7 @@ impl TestFunction {
         let container = docker(d, &args).trim().to_string();
         TestFunction {
             url: emulator.function_url(&name),
+            name,
             container,
             _routed: routed,
             _emulator: emulator,
@@ -294,11 +297,15 @@ fn ids(events: &[SseEvent]) -> Vec<u64> {
 fn deploy_serves_a_streaming_function_url_and_rollback_switches_it() {
     let d = deployed();
     let stack = support::stack();
-    // The smoke test read its stream through an emulated Function URL and timed it.
+    // The SSE function's smoke test read its stream through an emulated Function URL and
+    // timed it (the status function's reads JSON: no first event).
     let smoke_lines: Vec<&str> = d
         .deploy_stderr
         .lines()
-        .filter(|l| l.contains("/lambda-url/xtask-smoke-") || l.contains("first event after"))
+        .filter(|l| {
+            (l.contains("/lambda-url/xtask-smoke-") && l.contains("-sse-streaming-"))
+                || l.contains("first event after")
+        })
         .collect();
     assert_eq!(smoke_lines.len(), 2, "{}", d.deploy_stderr);
     assert!(
@@ -656,4 +663,76 @@ fn the_app_gets_the_invocation_deadline_from_the_function_timeout() {
     );
     drop(f);
     let _ = Command::new("docker").args(["image", "rm", &tag]).output();
+}
+
+/// Issue 21's end-to-end check: under a 10 s function timeout, `count=30&interval=1` hands
+/// over before each deadline and an EventSource-like client (reconnect after `retry`, with
+/// `Last-Event-ID`) gets all 30 ticks once each, in order, over at least 3 invocations, then
+/// `end`; no invocation is cut. The deployed function runs the same image with the handover
+/// off, and [`a_stream_longer_than_the_timeout_is_cut_at_it_as_lambda_does`] is that mutation.
+#[test]
+#[ignore = "needs the local stack (cargo xtask local up)"]
+fn a_stream_longer_than_the_timeout_hands_over_and_resumes_across_invocations() {
+    let d = deployed();
+    let emulator = Emulator::shared(&shell()).expect("the stack's Lambda emulator is not running");
+    let stream = [
+        ("SSE_HANDOVER_MARGIN_SECONDS", "2"),
+        ("SSE_HEARTBEAT_SECONDS", "2"),
+        ("SSE_MAX_STREAM_SECONDS", "10"),
+    ];
+    let f = TestFunction::start_under(d, emulator, &d.image, &stream, 10);
+    smoke::health(&f.url, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", f.logs()));
+    let started = Instant::now();
+    let (mut ticks, mut spans, mut last_id, mut retry) = (vec![], vec![], None::<u64>, 0);
+    let last = loop {
+        assert!(spans.len() < 10, "no end after {} invocations: {ticks:?}", spans.len());
+        std::thread::sleep(Duration::from_millis(retry));
+        let begin = started.elapsed();
+        let id = last_id.map(|i| i.to_string());
+        let mut headers = vec![("Accept", "text/event-stream")];
+        headers.extend(id.as_deref().map(|i| ("Last-Event-ID", i)));
+        let resp = xtask::http::request(
+            "GET",
+            &format!("{}/stream?count=30&interval=1", f.url),
+            &headers,
+            b"",
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        spans.push((begin, started.elapsed()));
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        let text = resp.text();
+        assert!(text.ends_with("\n\n"), "a truncated response:\n{text}");
+        let events = smoke::parse_sse(&text).unwrap();
+        ticks.extend(ids(&events));
+        let end = events.last().unwrap_or_else(|| panic!("no event:\n{text}"));
+        last_id = events.iter().filter_map(|e| e.id).last().or(last_id);
+        if let Some(ms) = text.lines().rev().find_map(|l| l.strip_prefix("retry: ")) {
+            retry = ms.trim().parse().unwrap();
+        }
+        if end.event != "handover" {
+            break end.event.clone();
+        }
+    };
+    for (i, (begin, end)) in spans.iter().enumerate() {
+        let gap = spans.get(i + 1).map(|next| next.0 - *end);
+        eprintln!(
+            "invocation {}: {:.2}s..{:.2}s ({:.2}s), gap before the next {}",
+            i + 1,
+            begin.as_secs_f64(),
+            end.as_secs_f64(),
+            (*end - *begin).as_secs_f64(),
+            gap.map_or("-".into(), |g| format!("{:.3}s", g.as_secs_f64()))
+        );
+    }
+    assert_eq!(last, "end");
+    assert_eq!(ticks, (1..=30).collect::<Vec<u64>>(), "every tick once, in order");
+    assert!(spans.len() >= 3, "{} invocations", spans.len());
+    for (begin, end) in &spans {
+        assert!(*end - *begin < Duration::from_secs(10), "an invocation ran into the timeout");
+    }
+    let logs = function_log(&f.name);
+    assert!(!logs.contains("Task timed out"), "{logs}");
+    assert!(logs.contains("GET /stream?count=30&interval=1"), "{logs}");
 }

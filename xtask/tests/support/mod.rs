@@ -174,3 +174,90 @@ pub fn docker() -> Command {
     cmd.env("DOCKER_CONFIG", config);
     cmd
 }
+
+/// One xtask run with `--json`: its typed result, read back as xtask wrote it.
+pub struct Run {
+    pub ok: bool,
+    pub result: xtask::report::RunResult,
+    pub stderr: String,
+    pub secs: f64,
+}
+
+impl Run {
+    /// Runs `cmd` (which passes `--json`) to the end.
+    pub fn of(cmd: &mut Command) -> Run {
+        let started = std::time::Instant::now();
+        Run::from_output(cmd.output().unwrap(), started.elapsed())
+    }
+
+    pub fn from_output(out: std::process::Output, elapsed: Duration) -> Run {
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let result = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "no run result on stdout ({e}):\n{}\nstderr:\n{stderr}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        Run {
+            ok: out.status.success(),
+            result,
+            stderr,
+            secs: elapsed.as_secs_f64(),
+        }
+    }
+
+    /// The outcome (`ok`, `skipped`, `failed`) of the first step whose title starts with
+    /// `prefix`, or `absent`.
+    pub fn step(&self, prefix: &str) -> &str {
+        self.result
+            .steps
+            .iter()
+            .find(|s| s.title.starts_with(prefix))
+            .map_or("absent", |s| s.outcome.as_str())
+    }
+
+    pub fn function(&self, name: &str) -> &xtask::report::FunctionResult {
+        self.result
+            .functions
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("no function `{name}` in {:#?}", self.result))
+    }
+
+    /// A function's digest: present, or the test fails naming the run.
+    pub fn digest(&self, name: &str) -> String {
+        let f = self.function(name);
+        f.digest.clone().unwrap_or_else(|| panic!("{name}: no digest in {:#?}", self.result))
+    }
+
+    pub fn error(&self) -> &str {
+        self.result.error.as_deref().unwrap_or_default()
+    }
+
+    pub fn assert_ok(&self, what: &str) {
+        assert!(self.ok, "{what} failed:\n{}\n{:#?}", self.stderr, self.result);
+        eprintln!("{what}: ok in {:.1}s", self.secs);
+    }
+}
+
+/// A signed GET of the emulator's Lambda API (`/2015-03-31/functions/...`), as JSON.
+pub fn lambda_api(stack: &Stack, path: &str) -> serde_json::Value {
+    let aws = xtask::aws::Aws::emulator(&stack.endpoint_url, &stack.region).unwrap();
+    let url = format!("{}{path}", stack.endpoint_url);
+    let r = aws.signed("lambda", "GET", &url, b"").unwrap();
+    assert!(
+        (200..300).contains(&r.status),
+        "{path}: {} {}",
+        r.status,
+        String::from_utf8_lossy(&r.body)
+    );
+    serde_json::from_slice(&r.body).unwrap()
+}
+
+/// A Lambda function's image URI and its Function URL's invoke mode, read from the emulator.
+pub fn deployed(stack: &Stack, function: &str) -> (String, String) {
+    let f = lambda_api(stack, &format!("/2015-03-31/functions/{function}"));
+    let url = lambda_api(stack, &format!("/2021-10-31/functions/{function}/url"));
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    (text(&f["Code"]["ImageUri"]), text(&url["InvokeMode"]))
+}
