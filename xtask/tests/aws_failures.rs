@@ -750,3 +750,43 @@ fn throttling_is_retried_by_the_sdk_then_named() {
     // The SDK's standard retry mode: three attempts in all.
     assert_eq!(stand_in.seen("GetAuthorizationToken"), 3);
 }
+
+/// Credentials of another account than the environment's `account_id` (on the local stack
+/// the settings choose the emulator account, so the stand-in answers for another one): the
+/// guard refuses before any command, naming both accounts and the setting, and in GitHub
+/// Actions as an `::error::` annotation.
+#[test]
+fn credentials_of_another_account_are_refused_before_any_command() {
+    let scratch = Scratch::new("account");
+    let stand_in = StandIn::start(|op| match op {
+        "GetCallerIdentity" => http(
+            "200 OK",
+            &[("Content-Type", "text/xml")],
+            "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+             <GetCallerIdentityResult><Arn>arn:aws:sts::999999999999:assumed-role/dev/me</Arn>\
+             <UserId>AROAEXAMPLE:me</UserId><Account>999999999999</Account>\
+             </GetCallerIdentityResult><ResponseMetadata><RequestId>1</RequestId>\
+             </ResponseMetadata></GetCallerIdentityResponse>",
+        ),
+        _ => unexpected(),
+    });
+    let config = local_at(&scratch, &stand_in.url);
+    let external = [("XTASK_LOCAL_STACK", "external")];
+    for command in ["image", "deploy"] {
+        let run = xtask(&[command, "--env", "local", "--json"], &scratch, Some(&config), &external);
+        run.assert_stopped_at("account and region check");
+        let error = run.json["error"].as_str().unwrap_or_default();
+        for needle in ["999999999999", "123456789012", "`account_id`"] {
+            assert!(error.contains(needle), "{command}: {needle} not in {error}");
+        }
+    }
+    let actions = [("XTASK_LOCAL_STACK", "external"), ("GITHUB_ACTIONS", "true")];
+    let run = xtask(&["image", "--env", "local"], &scratch, Some(&config), &actions);
+    assert_eq!(run.code, Some(1));
+    assert!(
+        run.stderr.lines().any(|l| l.starts_with("::error::") && l.contains("account_id")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(stand_in.seen("GetAuthorizationToken"), 0, "an ECR call was made");
+}

@@ -48,6 +48,13 @@ impl Runner<'_> {
                         let f = self.state.function(name);
                         f.digest = Some(found.digest.clone());
                         f.origin = Some(format!("found {reference}"));
+                        // The tag it was found by names it too (`src-…`, `previous`).
+                        let tag = reference.rsplit_once('/').map_or(reference, |(_, t)| t);
+                        if let Some((_, tag)) = tag.split_once(':')
+                            && !f.tags.iter().any(|t| t == tag)
+                        {
+                            f.tags.push(tag.to_string());
+                        }
                         f.content_lookup = Some((reference.to_string(), found));
                     }
                     other => bail!("a lookup cannot fill {other}"),

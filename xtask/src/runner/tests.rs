@@ -324,8 +324,8 @@ fn only_the_missing_image_is_baked_and_the_found_one_gets_its_tags() {
     );
     assert_eq!(
         status.tags,
-        ["git-0123456789ab", "latest"],
-        "written by manifest copy"
+        ["src-0123abcd4567", "git-0123456789ab", "latest"],
+        "found by its content tag, the others written by manifest copy"
     );
     assert_eq!(
         skipped(
