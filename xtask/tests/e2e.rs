@@ -59,6 +59,49 @@ impl Env {
         env
     }
 
+    /// A bootstrapped fresh environment and, in the second emulator account (`local-prod`'s,
+    /// with its own registry), a bootstrapped fresh one that promotes from it: prod's
+    /// rehearsal. Both in one settings file, each with its own state bucket.
+    fn promotion_pair() -> (Env, Env) {
+        let source = Env::new("123456789012");
+        let target_name = format!("{}-p", source.name);
+        let text = std::fs::read_to_string(&source.config).unwrap();
+        let text = text
+            .replace(
+                "bucket = \"local-sse-streaming-tfstate\"",
+                &format!("bucket = \"{}-sse-streaming-tfstate\"", source.name),
+            )
+            .replace("[environments.local-prod]", &format!("[environments.{target_name}]"))
+            .replace("[environments.local-prod.", &format!("[environments.{target_name}."))
+            .replace(
+                "bucket = \"local-prod-sse-streaming-tfstate\"",
+                &format!("bucket = \"{target_name}-sse-streaming-tfstate\""),
+            );
+        std::fs::write(&source.config, &text).unwrap();
+        let prod = text
+            .split(&format!("[environments.{target_name}]"))
+            .nth(1)
+            .unwrap();
+        let registry = prod
+            .lines()
+            .find_map(|l| l.strip_prefix("registry = "))
+            .unwrap()
+            .trim_matches('"')
+            .to_string();
+        let target = Env {
+            name: target_name,
+            config: source.config.clone(),
+            stack: support::Stack {
+                registry,
+                ..source.stack.clone()
+            },
+        };
+        // The target's layer first: the source's grants its deploy role reads by ARN.
+        target.xtask(&["bootstrap", "--yes"]).assert_ok("bootstrap (target)");
+        source.xtask(&["bootstrap", "--yes"]).assert_ok("bootstrap (source)");
+        (source, target)
+    }
+
     /// A function's ECR repository (both functions' names are in environments.toml).
     fn repo(&self, function: &str) -> String {
         let name = match function {
@@ -500,4 +543,105 @@ fn a_protected_environment_applies_only_after_confirmation() {
         let uri = format!("{}@{}", env.repo(f), confirmed.digest(f));
         assert_eq!(env.lambda(f).0, uri, "{f}");
     }
+}
+
+/// Issue 20: prod runs exactly what preprod ran. The target environment (another emulator
+/// account, registry and state) never builds; `promote` copies the source's live digests
+/// registry to registry, scans them in the target and pins its Lambdas to them.
+#[test]
+#[ignore = "needs the local stack (cargo xtask local up)"]
+fn promote_copies_the_live_digests_into_another_account_with_no_build() {
+    let (source, target) = Env::promotion_pair();
+    let (from, to) = (source.name.as_str(), target.name.as_str());
+
+    // Before anything ran in the source: nothing to promote, nothing changed.
+    let early = target.xtask(&["promote", "--from", from, "--to", to]);
+    assert!(!early.ok, "promote with nothing live in the source succeeded");
+    assert!(early.error().contains("no live image"), "{}", early.error());
+
+    // The target never builds: its plan has no build, and running it refuses, naming promote.
+    let refusal = format!("cargo xtask promote --from {from} --to {to}");
+    let dry = target.xtask(&["deploy", "--dry-run"]);
+    assert!(dry.ok, "{}", dry.stderr);
+    assert!(!dry.result.commands.iter().any(|c| c.contains("buildx")), "{:#?}", dry.result);
+    for command in ["deploy", "image"] {
+        let run = target.xtask(&[command]);
+        assert!(!run.ok, "{command} in a promoted-to environment succeeded");
+        assert!(run.error().contains(&refusal), "{command}: {}", run.error());
+        assert!(!run.result.commands.iter().any(|c| c.contains("buildx")), "{command}");
+    }
+
+    source.xtask(&["deploy"]).assert_ok("deploy (source)");
+    let live: Vec<(&str, String)> = [SSE, STATUS]
+        .iter()
+        .map(|f| (*f, source.tag(f, "live")))
+        .collect();
+
+    let promoted = target.xtask(&["promote", "--from", from, "--to", to]);
+    promoted.assert_ok("promote");
+    assert!(
+        !promoted.result.commands.iter().any(|c| c.contains("buildx bake") || c.contains("buildx build")),
+        "promote built: {:#?}",
+        promoted.result.commands
+    );
+    for (f, digest) in &live {
+        assert_eq!(&promoted.digest(f), digest, "{f}: the digest the source runs");
+        assert_eq!(target.lambda(f).0, format!("{}@{digest}", target.repo(f)), "{f}");
+        assert_eq!(&target.tag(f, "live"), digest, "{f}");
+        assert_eq!(
+            promoted.step(&format!("{f}: image scan gate")),
+            "ok",
+            "{f}: the scan gate ran in the target"
+        );
+        let ran = promoted.function(f).ran.clone().unwrap_or_default();
+        assert!(ran.starts_with(&format!("{from} since ")), "{f}: {ran}");
+        let tags = &promoted.function(f).tags;
+        assert!(
+            tags.iter().any(|t| t.starts_with(&format!("promoted-from-{from}-"))),
+            "{f}: {tags:?}"
+        );
+    }
+    assert!(
+        promoted.stderr.contains(&format!("{to} runs {} ({SSE}) that {from} has run since", live[0].1)),
+        "{}",
+        promoted.stderr
+    );
+
+    // A digest that is live in the source but that the source never deployed (no
+    // `deployed-*` tag there) is refused, and the target keeps what it runs.
+    let repo = source.repo(SSE);
+    let variant = format!("{repo}:never-deployed");
+    let dockerfile = root().join(format!("target/e2e/{from}-variant.Dockerfile"));
+    std::fs::write(
+        &dockerfile,
+        format!("FROM {repo}@{}\nLABEL xtask.test=never-deployed\n", live[0].1),
+    )
+    .unwrap();
+    let build = support::docker()
+        .args(["buildx", "build", "--provenance=false", "--push", "--tag", &variant, "--file"])
+        .arg(&dockerfile)
+        .arg(root().join("target/e2e"))
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "{}", String::from_utf8_lossy(&build.stderr));
+    let live_tag = format!("{repo}:live");
+    let retag = support::docker()
+        .args(["buildx", "imagetools", "create", "--tag", &live_tag, &variant])
+        .output()
+        .unwrap();
+    assert!(retag.status.success(), "{}", String::from_utf8_lossy(&retag.stderr));
+    let refused = target.xtask(&["promote", "--from", from, "--to", to, "--function", SSE]);
+    assert!(!refused.ok, "a never-deployed digest was promoted");
+    assert!(refused.error().contains("never ran in"), "{}", refused.error());
+    assert!(
+        !refused.result.commands.iter().any(|c| c.contains(" apply ")),
+        "{:#?}",
+        refused.result.commands
+    );
+    assert_eq!(target.lambda(SSE).0, format!("{}@{}", target.repo(SSE), live[0].1));
+    eprintln!(
+        "figures: promote {:.1}s for {} functions",
+        promoted.secs,
+        live.len()
+    );
 }

@@ -98,7 +98,7 @@ impl Env {
             );
         // One function: these tests are about one deploy's failures, and the account layer
         // they make by hand has the one execution role.
-        let (start, end) = (text.find("[functions.status]").unwrap(), text.find("[defaults]").unwrap());
+        let (start, end) = (text.find("[functions.status]").unwrap(), text.find("\n[defaults]\n").unwrap() + 1);
         let text = format!("{}{}", &text[..start], &text[end..]);
         let dir = root().join("target/faults");
         std::fs::create_dir_all(&dir).unwrap();
@@ -1520,7 +1520,7 @@ fn s17_a_missing_variable_fails_without_a_prompt() {
     let base = root().join(format!("target/faults/{}-infra", env.name));
     for (from, to) in [
         ("infrastructure/terraform", "terraform"),
-        ("infrastructure/modules/naming", "modules/naming"),
+        ("infrastructure/modules/function", "modules/function"),
     ] {
         let to = base.join(to);
         std::fs::create_dir_all(&to).unwrap();

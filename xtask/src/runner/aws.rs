@@ -24,15 +24,12 @@ impl Runner<'_> {
                 );
             }
         }
-        let Reply::Identity {
-            identity,
-            chain_region,
-        } = self.ask(Effect::Identity)?
-        else {
-            bail!("the identity check got no identity");
-        };
-        if let (None, Some(chain)) = (&env.local, chain_region.as_deref()) {
-            if chain != region {
+        // The region first: a mismatch is refused before any call leaves this machine.
+        if env.local.is_none() {
+            let Reply::Region(chain) = self.ask(Effect::ChainRegion)? else {
+                bail!("the region check got no region");
+            };
+            if let Some(chain) = chain.filter(|c| c != region) {
                 bail!(
                     "refusing to act: the AWS configuration selects region {chain}, but \
                      `region` for environment `{}` is {region} in the settings; set \
@@ -41,6 +38,9 @@ impl Runner<'_> {
                 );
             }
         }
+        let Reply::Identity(identity) = self.ask(Effect::Identity)? else {
+            bail!("the identity check got no identity");
+        };
         if identity.account != account_id {
             bail!(
                 "refusing to act: the credentials belong to account {} ({}), but `account_id` \

@@ -32,7 +32,9 @@ pub enum Effect {
     },
     /// A command that undoes what the run started, run even after a signal.
     Cleanup(Resolved),
-    /// STS GetCallerIdentity, and the region the credential chain chose.
+    /// The region the credential chain chose (configuration only, no call).
+    ChainRegion,
+    /// STS GetCallerIdentity.
     Identity,
     /// ECR DescribeRepositories: the names that do not exist.
     MissingRepositories(Vec<String>),
@@ -132,10 +134,8 @@ pub enum Effect {
 pub enum Reply {
     Done,
     Output(Output),
-    Identity {
-        identity: Identity,
-        chain_region: Option<String>,
-    },
+    Region(Option<String>),
+    Identity(Identity),
     Names(Vec<String>),
     Token(Token),
     Bucket(Bucket),
@@ -249,13 +249,8 @@ impl World for Real<'_> {
                 stdin,
             } => Reply::Output(exec::run(self.sh, &line, stdin.as_ref(), capture)?),
             Effect::Cleanup(line) => Reply::Output(exec::run_cleanup(self.sh, &line)?),
-            Effect::Identity => {
-                let identity = self.aws()?.identity()?;
-                Reply::Identity {
-                    identity,
-                    chain_region: self.aws()?.chain_region.clone(),
-                }
-            }
+            Effect::ChainRegion => Reply::Region(self.aws()?.chain_region.clone()),
+            Effect::Identity => Reply::Identity(self.aws()?.identity()?),
             Effect::MissingRepositories(names) => {
                 let aws = self.aws()?;
                 let mut missing = vec![];

@@ -35,6 +35,8 @@ struct Fake {
     deployed_tags: Vec<String>,
     /// The account the credentials belong to, and its registry.
     account: String,
+    /// The region the credential chain chose.
+    chain_region: String,
     host: String,
     log: Vec<Effect>,
     signal_after: Option<usize>,
@@ -58,6 +60,7 @@ impl Fake {
             bake_file: None,
             deployed_tags: vec!["deployed-20261101T000000Z".into()],
             account: "111111111111".into(),
+            chain_region: "eu-west-1".into(),
             host: HOST.into(),
             log: vec![],
             signal_after: None,
@@ -167,13 +170,11 @@ impl World for Fake {
                 Reply::Output(out)
             }
             Effect::Cleanup(_) => Reply::Output(output(0, "", "")),
-            Effect::Identity => Reply::Identity {
-                identity: Identity {
-                    account: self.account.clone(),
-                    arn: format!("arn:aws:iam::{}:role/ci", self.account),
-                },
-                chain_region: Some("eu-west-1".into()),
-            },
+            Effect::ChainRegion => Reply::Region(Some(self.chain_region.clone())),
+            Effect::Identity => Reply::Identity(Identity {
+                account: self.account.clone(),
+                arn: format!("arn:aws:iam::{}:role/ci", self.account),
+            }),
             Effect::MissingRepositories(names) => Reply::Names(
                 names
                     .into_iter()
@@ -848,4 +849,17 @@ fn local_stacks_serve_every_function_and_report_its_url() {
             Some("http://127.0.0.1:9000/lambda-url/f-status")
         ]
     );
+}
+
+#[test]
+fn a_region_the_chain_chose_otherwise_is_refused_before_any_aws_call() {
+    let env = preprod();
+    let plan = image::plan(&env, &facts(false), &no_smoke()).unwrap();
+    let mut world = Fake::new();
+    world.chain_region = "us-west-2".into();
+    let (result, ran) = run(&env, &plan, &mut world);
+    let error = format!("{:#}", result.unwrap_err());
+    assert!(error.contains("selects region us-west-2") && error.contains("AWS_REGION=eu-west-1"), "{error}");
+    assert!(!world.log.iter().any(|e| matches!(e, Effect::Identity)), "STS was called");
+    assert!(ran.commands.is_empty(), "{:?}", ran.commands);
 }
