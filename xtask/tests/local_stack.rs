@@ -429,7 +429,11 @@ impl SecondEngine {
             rule
         };
         let rules = [
-            ("nat", "POSTROUTING", words("-s SUBNET ! -o BRIDGE -j MASQUERADE")),
+            (
+                "nat",
+                "POSTROUTING",
+                words("-s SUBNET ! -o BRIDGE -j MASQUERADE"),
+            ),
             ("filter", "FORWARD", words("-i BRIDGE -j ACCEPT")),
             (
                 "filter",
@@ -455,18 +459,32 @@ impl SecondEngine {
     /// it answers.
     fn start(&mut self, containerd_store: bool) {
         let config = self.dir.join("daemon.json");
-        let features = serde_json::json!({"features": {"containerd-snapshotter": containerd_store}});
+        let features =
+            serde_json::json!({"features": {"containerd-snapshotter": containerd_store}});
         std::fs::write(&config, features.to_string()).unwrap();
         let log = std::fs::File::create(self.dir.join("dockerd.log")).unwrap();
         let path = |p: &str| self.dir.join(p).display().to_string();
         let child = Command::new("dockerd")
             .args(["--host", &self.socket(), "--data-root", &path("data")])
-            .args(["--exec-root", &path("exec"), "--pidfile", &path("docker.pid")])
+            .args([
+                "--exec-root",
+                &path("exec"),
+                "--pidfile",
+                &path("docker.pid"),
+            ])
             .args(["--config-file", &path("daemon.json")])
             .args(["--containerd", "/run/containerd/containerd.sock"])
             .args(["--containerd-namespace", &self.name])
-            .args(["--containerd-plugins-namespace", &format!("{}-plugins", self.name)])
-            .args(["--bridge", &self.bridge, "--iptables=false", "--ip-masq=false"])
+            .args([
+                "--containerd-plugins-namespace",
+                &format!("{}-plugins", self.name),
+            ])
+            .args([
+                "--bridge",
+                &self.bridge,
+                "--iptables=false",
+                "--ip-masq=false",
+            ])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -476,7 +494,13 @@ impl SecondEngine {
         let started = std::time::Instant::now();
         loop {
             let up = Command::new("docker")
-                .args(["--host", &self.socket(), "version", "--format", "{{.Server.Version}}"])
+                .args([
+                    "--host",
+                    &self.socket(),
+                    "version",
+                    "--format",
+                    "{{.Server.Version}}",
+                ])
                 .output()
                 .is_ok_and(|o| o.status.success());
             if up {
@@ -515,7 +539,9 @@ impl SecondEngine {
 
     /// `docker --context NAME ARGS`.
     fn docker(&self, args: &[&str]) -> Output {
-        run(Command::new("docker").args(["--context", &self.name]).args(args))
+        run(Command::new("docker")
+            .args(["--context", &self.name])
+            .args(args))
     }
 
     /// What remains of the engine in the machine's containerd, removed: the namespaces hold
@@ -539,7 +565,11 @@ impl SecondEngine {
                 let ids = ctr(&ns, &[kind, "ls", "-q"]);
                 let ids: Vec<&str> = ids.split_whitespace().collect();
                 if !ids.is_empty() {
-                    let rm = if kind == "images" { vec!["rm", "--sync"] } else { vec!["rm"] };
+                    let rm = if kind == "images" {
+                        vec!["rm", "--sync"]
+                    } else {
+                        vec!["rm"]
+                    };
                     ctr(&ns, &[[kind].as_slice(), &rm, &ids].concat());
                 }
             }
@@ -564,7 +594,9 @@ impl Drop for SecondEngine {
                 .args(rule)
                 .output();
         }
-        let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
         let _ = Command::new("umount")
             .args(["--recursive", "--lazy"])
             .arg(self.dir.join("exec"))
@@ -623,7 +655,8 @@ fn a_docker_context_builder_bakes_on_the_second_engine() {
 
     // The classic image store: the second engine cannot export a registry cache, the main
     // engine (containerd image store) can. The preflight must say so of the second.
-    let main_status = run(Command::new("docker").args(["info", "--format", "{{json .DriverStatus}}"]));
+    let main_status =
+        run(Command::new("docker").args(["info", "--format", "{{json .DriverStatus}}"]));
     assert!(
         String::from_utf8_lossy(&main_status.stdout).contains("io.containerd.snapshotter"),
         "the main engine runs the containerd image store"
@@ -631,7 +664,9 @@ fn a_docker_context_builder_bakes_on_the_second_engine() {
     let dry = image(&["--dry-run"]);
     dry.assert_ok("image --dry-run on the classic second engine");
     assert!(
-        dry.stderr.contains(&format!("the buildx builder (driver `docker`) {no_cache_export}")),
+        dry.stderr.contains(&format!(
+            "the buildx builder (driver `docker`) {no_cache_export}"
+        )),
         "the preflight did not check the second engine's image store:\n{}",
         dry.stderr
     );
@@ -645,9 +680,12 @@ fn a_docker_context_builder_bakes_on_the_second_engine() {
     // The containerd image store, with the offline stand-ins the build args name.
     engine.stop();
     engine.start(true);
-    let toml = std::fs::read_to_string(support::root().join("infrastructure/environments.toml"))
+    let toml =
+        std::fs::read_to_string(support::root().join("infrastructure/environments.toml")).unwrap();
+    let args = toml
+        .split("[environments.local.build_args]")
+        .nth(1)
         .unwrap();
-    let args = toml.split("[environments.local.build_args]").nth(1).unwrap();
     let bases: Vec<String> = args
         .lines()
         .skip(1)
@@ -666,7 +704,10 @@ fn a_docker_context_builder_bakes_on_the_second_engine() {
         .stdin(save.stdout.take().unwrap())
         .output()
         .unwrap();
-    assert!(save.wait().unwrap().success() && load.status.success(), "{load:?}");
+    assert!(
+        save.wait().unwrap().success() && load.status.success(),
+        "{load:?}"
+    );
     let before = engine.docker(&["buildx", "du"]);
     let before = String::from_utf8_lossy(&before.stdout).into_owned();
 
@@ -693,30 +734,82 @@ fn a_docker_context_builder_bakes_on_the_second_engine() {
     // image store the pushed images, by digest.
     let after = engine.docker(&["buildx", "du"]);
     let after = String::from_utf8_lossy(&after.stdout).into_owned();
-    assert!(after.lines().count() > before.lines().count() + 2, "before:\n{before}\nafter:\n{after}");
-    let images = engine.docker(&["image", "ls", "--digests", "--format", "{{.Repository}} {{.Digest}}"]);
+    assert!(
+        after.lines().count() > before.lines().count() + 2,
+        "before:\n{before}\nafter:\n{after}"
+    );
+    // The image exporter names what it pushed in the engine it ran on: the second engine has
+    // each function's tags, the main one none of them (its smoke test pulls by digest only).
+    let format = ["image", "ls", "--digests", "--format"];
+    let format = [format.as_slice(), &["{{.Repository}}:{{.Tag}} {{.Digest}}"]].concat();
+    let images = engine.docker(&format);
     let images = String::from_utf8_lossy(&images.stdout).into_owned();
+    let main_images = run(Command::new("docker").args(&format));
+    let main_images = String::from_utf8_lossy(&main_images.stdout).into_owned();
     for (function, repo) in FUNCTIONS {
         let digest = built.digest(function);
-        assert_eq!(built.function(function).image.as_deref(), Some("built"), "{function}");
+        assert_eq!(
+            built.function(function).image.as_deref(),
+            Some("built"),
+            "{function}"
+        );
         let repo = format!("{}/{env}-{repo}", stack.registry);
+        let tags = &built.function(function).tags;
+        assert!(!tags.is_empty(), "{function}: no tags");
+        for tag in tags {
+            assert!(
+                images
+                    .lines()
+                    .any(|l| l == format!("{repo}:{tag} {digest}")),
+                "{repo}:{tag} ({digest}) is not in the second engine's image store:\n{images}"
+            );
+        }
+        let tagged_on_main = main_images
+            .lines()
+            .filter(|l| {
+                l.starts_with(&format!("{repo}:")) && !l.starts_with(&format!("{repo}:<none>"))
+            })
+            .collect::<Vec<_>>();
         assert!(
-            images.lines().any(|l| l == format!("{repo} {digest}")),
-            "{repo}@{digest} is not in the second engine's image store:\n{images}"
+            tagged_on_main.is_empty(),
+            "the main engine has {tagged_on_main:?}"
         );
         let inspect = support::docker()
-            .args(["buildx", "imagetools", "inspect", &format!("{repo}@{digest}")])
+            .args([
+                "buildx",
+                "imagetools",
+                "inspect",
+                &format!("{repo}@{digest}"),
+            ])
             .args(["--format", "{{json .Manifest}}"])
             .output()
             .unwrap();
-        assert!(inspect.status.success(), "{repo}@{digest} is not in the registry: {inspect:?}");
+        assert!(
+            inspect.status.success(),
+            "{repo}@{digest} is not in the registry: {inspect:?}"
+        );
         let manifest: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
         assert_eq!(manifest["digest"], digest.as_str(), "{repo}");
         eprintln!("{function}: {repo}@{digest}");
+    }
+    for step in &built.result.steps {
+        eprintln!("  {:>6.1}s {} {}", step.seconds, step.outcome, step.title);
     }
     eprintln!(
         "dry run {:.1}s, image on the second engine {:.1}s; its build cache:\n{after}",
         dry.secs, built.secs
     );
+    // The smoke tests' pulls into the main engine (by digest, this run's repositories only).
+    for line in main_images
+        .lines()
+        .filter(|l| l.contains(&format!("/{env}-")))
+    {
+        if let Some((name, digest)) = line.split_once(' ') {
+            let repo = name.rsplit_once(':').map_or(name, |(r, _)| r);
+            let _ = Command::new("docker")
+                .args(["image", "rm", &format!("{repo}@{digest}")])
+                .output();
+        }
+    }
     let _ = std::fs::remove_file(&config);
 }
