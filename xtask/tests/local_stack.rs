@@ -587,6 +587,17 @@ impl Drop for SecondEngine {
         let _ = Command::new("docker")
             .args(["context", "rm", "--force", &self.name])
             .output();
+        // What the CLI kept of the context: buildx's activity record and refs, and the
+        // context directories when no other context is left in them.
+        let config = std::env::var_os("DOCKER_CONFIG")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")));
+        if let Some(config) = config {
+            let _ = std::fs::remove_file(config.join("buildx/activity").join(&self.name));
+            let _ = std::fs::remove_dir_all(config.join("buildx/refs").join(&self.name));
+            let _ = std::fs::remove_dir(config.join("contexts/meta"));
+            let _ = std::fs::remove_dir(config.join("contexts"));
+        }
         self.purge_containerd();
         for (table, chain, rule) in &self.rules {
             let _ = Command::new("iptables")
