@@ -773,20 +773,39 @@ fn credentials_of_another_account_are_refused_before_any_command() {
     let config = local_at(&scratch, &stand_in.url);
     let external = [("XTASK_LOCAL_STACK", "external")];
     for command in ["image", "deploy"] {
-        let run = xtask(&[command, "--env", "local", "--json"], &scratch, Some(&config), &external);
+        let run = xtask(
+            &[command, "--env", "local", "--json"],
+            &scratch,
+            Some(&config),
+            &external,
+        );
         run.assert_stopped_at("account and region check");
         let error = run.json["error"].as_str().unwrap_or_default();
         for needle in ["999999999999", "123456789012", "`account_id`"] {
             assert!(error.contains(needle), "{command}: {needle} not in {error}");
         }
     }
-    let actions = [("XTASK_LOCAL_STACK", "external"), ("GITHUB_ACTIONS", "true")];
-    let run = xtask(&["image", "--env", "local"], &scratch, Some(&config), &actions);
+    let actions = [
+        ("XTASK_LOCAL_STACK", "external"),
+        ("GITHUB_ACTIONS", "true"),
+    ];
+    let run = xtask(
+        &["image", "--env", "local"],
+        &scratch,
+        Some(&config),
+        &actions,
+    );
     assert_eq!(run.code, Some(1));
     assert!(
-        run.stderr.lines().any(|l| l.starts_with("::error::") && l.contains("account_id")),
+        run.stderr
+            .lines()
+            .any(|l| l.starts_with("::error::") && l.contains("account_id")),
         "{}",
         run.stderr
     );
-    assert_eq!(stand_in.seen("GetAuthorizationToken"), 0, "an ECR call was made");
+    assert_eq!(
+        stand_in.seen("GetAuthorizationToken"),
+        0,
+        "an ECR call was made"
+    );
 }

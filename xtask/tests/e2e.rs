@@ -71,8 +71,14 @@ impl Env {
                 "bucket = \"local-sse-streaming-tfstate\"",
                 &format!("bucket = \"{}-sse-streaming-tfstate\"", source.name),
             )
-            .replace("[environments.local-prod]", &format!("[environments.{target_name}]"))
-            .replace("[environments.local-prod.", &format!("[environments.{target_name}."))
+            .replace(
+                "[environments.local-prod]",
+                &format!("[environments.{target_name}]"),
+            )
+            .replace(
+                "[environments.local-prod.",
+                &format!("[environments.{target_name}."),
+            )
             .replace(
                 "bucket = \"local-prod-sse-streaming-tfstate\"",
                 &format!("bucket = \"{target_name}-sse-streaming-tfstate\""),
@@ -97,8 +103,12 @@ impl Env {
             },
         };
         // The target's layer first: the source's grants its deploy role reads by ARN.
-        target.xtask(&["bootstrap", "--yes"]).assert_ok("bootstrap (target)");
-        source.xtask(&["bootstrap", "--yes"]).assert_ok("bootstrap (source)");
+        target
+            .xtask(&["bootstrap", "--yes"])
+            .assert_ok("bootstrap (target)");
+        source
+            .xtask(&["bootstrap", "--yes"])
+            .assert_ok("bootstrap (source)");
         (source, target)
     }
 
@@ -262,7 +272,10 @@ fn image_builds_skips_rebuilds_only_what_changed_and_uses_the_registry_cache() {
     let env = Env::new("123456789012");
     let first = env.xtask(&["image"]);
     first.assert_ok("first image");
-    assert_eq!(first.step("ECR repositories: terraform apply -target"), "ok");
+    assert_eq!(
+        first.step("ECR repositories: terraform apply -target"),
+        "ok"
+    );
     assert_eq!(first.step("docker buildx bake (push)"), "ok");
     for f in [SSE, STATUS] {
         assert_eq!(first.function(f).image.as_deref(), Some("built"), "{f}");
@@ -270,10 +283,17 @@ fn image_builds_skips_rebuilds_only_what_changed_and_uses_the_registry_cache() {
 
     let skip = env.xtask(&["image"]);
     skip.assert_ok("image with no change");
-    assert_eq!(skip.step("ECR repositories: terraform apply -target"), "skipped");
+    assert_eq!(
+        skip.step("ECR repositories: terraform apply -target"),
+        "skipped"
+    );
     assert_eq!(skip.step("docker buildx bake (push)"), "skipped");
     assert!(
-        !skip.result.commands.iter().any(|c| c.starts_with("docker buildx bake")),
+        !skip
+            .result
+            .commands
+            .iter()
+            .any(|c| c.starts_with("docker buildx bake")),
         "{:#?}",
         skip.result.commands
     );
@@ -287,7 +307,10 @@ fn image_builds_skips_rebuilds_only_what_changed_and_uses_the_registry_cache() {
     // Content tag, git tag and latest: one digest, one single-platform image manifest.
     let tags = &skip.function(SSE).tags;
     assert_eq!(tags.len(), 3, "{tags:?}");
-    assert!(tags[0].starts_with("src-"), "the content tag first: {tags:?}");
+    assert!(
+        tags[0].starts_with("src-"),
+        "the content tag first: {tags:?}"
+    );
     for tag in tags {
         let reference = format!("{}:{tag}", env.repo(SSE));
         let (d, media) = env
@@ -306,7 +329,9 @@ fn image_builds_skips_rebuilds_only_what_changed_and_uses_the_registry_cache() {
 
     // In GitHub Actions: a group per step, each function's digest and image URI as step
     // outputs, a summary.
-    let gh = root().join("target/e2e").join(format!("{}-github", env.name));
+    let gh = root()
+        .join("target/e2e")
+        .join(format!("{}-github", env.name));
     std::fs::create_dir_all(&gh).unwrap();
     let (output, summary) = (gh.join("output"), gh.join("summary.md"));
     let actions = env.xtask_with(
@@ -318,7 +343,11 @@ fn image_builds_skips_rebuilds_only_what_changed_and_uses_the_registry_cache() {
         ],
     );
     actions.assert_ok("image in GitHub Actions");
-    let groups = actions.stderr.lines().filter(|l| l.starts_with("::group::[")).count();
+    let groups = actions
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("::group::["))
+        .count();
     assert!(
         actions
             .stderr
@@ -330,13 +359,23 @@ fn image_builds_skips_rebuilds_only_what_changed_and_uses_the_registry_cache() {
     assert_eq!(groups, actions.result.steps.len(), "{}", actions.stderr);
     assert_eq!(actions.stderr.matches("::endgroup::").count(), groups);
     let outputs = std::fs::read_to_string(&output).unwrap();
-    assert!(outputs.contains(&format!("sse_streaming_digest={digest}\n")), "{outputs}");
+    assert!(
+        outputs.contains(&format!("sse_streaming_digest={digest}\n")),
+        "{outputs}"
+    );
     let uri = format!("sse_streaming_image_uri={}@{digest}\n", env.repo(SSE));
     assert!(outputs.contains(&uri), "{outputs}");
-    let status_uri = format!("status_image_uri={}@{}\n", env.repo(STATUS), skip.digest(STATUS));
+    let status_uri = format!(
+        "status_image_uri={}@{}\n",
+        env.repo(STATUS),
+        skip.digest(STATUS)
+    );
     assert!(outputs.contains(&status_uri), "{outputs}");
     let table = std::fs::read_to_string(&summary).unwrap();
-    assert!(table.contains("| docker buildx bake (push) | skipped |"), "{table}");
+    assert!(
+        table.contains("| docker buildx bake (push) | skipped |"),
+        "{table}"
+    );
 
     // A handler change builds a new sse-streaming digest, its dependency layers from cache,
     // and leaves the status function's image as it was: one bake, one target.
@@ -395,10 +434,16 @@ fn deploy_from_empty_then_noop_then_change_then_rollback() {
 
     let first = env.xtask(&["deploy"]);
     first.assert_ok("first deploy");
-    assert_eq!(first.step("ECR repositories: terraform apply -target"), "ok");
+    assert_eq!(
+        first.step("ECR repositories: terraform apply -target"),
+        "ok"
+    );
     assert_eq!(first.result.terraform.as_deref(), Some("applied"));
     let digest = first.digest(SSE);
-    assert!(digest.starts_with("sha256:") && digest.len() == 71, "{digest}");
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
     for (f, mode) in [(SSE, "RESPONSE_STREAM"), (STATUS, "BUFFERED")] {
         assert_eq!(first.function(f).image.as_deref(), Some("built"), "{f}");
         let uri = format!("{}@{}", env.repo(f), first.digest(f));
@@ -434,7 +479,10 @@ fn deploy_from_empty_then_noop_then_change_then_rollback() {
 
     let again = env.xtask(&["deploy"]);
     again.assert_ok("deploy with no change");
-    assert_eq!(again.step("ECR repositories: terraform apply -target"), "skipped");
+    assert_eq!(
+        again.step("ECR repositories: terraform apply -target"),
+        "skipped"
+    );
     assert_eq!(again.step("docker buildx bake (push)"), "skipped");
     assert_eq!(again.result.terraform.as_deref(), Some("no changes"));
     assert_eq!(again.step("terraform apply (saved plan)"), "skipped");
@@ -443,7 +491,10 @@ fn deploy_from_empty_then_noop_then_change_then_rollback() {
         "{:#?}",
         again.result.commands
     );
-    assert_eq!(again.step("sse-streaming: mark the deployed image"), "skipped");
+    assert_eq!(
+        again.step("sse-streaming: mark the deployed image"),
+        "skipped"
+    );
 
     // A stale `live` (here: the image wrapped in an index, which is what `imagetools create`
     // makes without --prefer-index) is repaired by the next deploy, with nothing applied.
@@ -453,12 +504,19 @@ fn deploy_from_empty_then_noop_then_change_then_rollback() {
         .arg(format!("{}@{digest}", env.repo(SSE)))
         .output()
         .unwrap();
-    assert!(wrap.status.success(), "{}", String::from_utf8_lossy(&wrap.stderr));
+    assert!(
+        wrap.status.success(),
+        "{}",
+        String::from_utf8_lossy(&wrap.stderr)
+    );
     assert_ne!(env.tag(SSE, "live"), digest);
     let repair = env.xtask(&["deploy"]);
     repair.assert_ok("deploy repairing a stale live tag");
     assert_eq!(repair.result.terraform.as_deref(), Some("no changes"));
-    assert_eq!(repair.step("sse-streaming: keep the previous image"), "skipped");
+    assert_eq!(
+        repair.step("sse-streaming: keep the previous image"),
+        "skipped"
+    );
     assert_eq!(repair.step("sse-streaming: mark the deployed image"), "ok");
     assert_eq!(repair.step("status: mark the deployed image"), "skipped");
     assert_eq!(env.tag(SSE, "live"), digest);
@@ -470,17 +528,29 @@ fn deploy_from_empty_then_noop_then_change_then_rollback() {
         let changed = env.xtask(&["deploy"]);
         changed.assert_ok("deploy after a handler.py change");
         assert_eq!(changed.result.terraform.as_deref(), Some("applied"));
-        assert_eq!(changed.function(STATUS).digest, first.function(STATUS).digest);
+        assert_eq!(
+            changed.function(STATUS).digest,
+            first.function(STATUS).digest
+        );
         changed.digest(SSE)
     };
     assert_ne!(second_digest, digest);
-    assert_eq!(env.lambda(SSE).0, format!("{}@{second_digest}", env.repo(SSE)));
+    assert_eq!(
+        env.lambda(SSE).0,
+        format!("{}@{second_digest}", env.repo(SSE))
+    );
     assert_eq!(env.lambda(STATUS).0, status_uri);
     assert_eq!(env.tag(SSE, "previous"), digest);
 
     let back = env.xtask(&["rollback", "--function", SSE]);
     back.assert_ok("rollback");
-    assert!(!back.result.commands.iter().any(|c| c.contains("buildx bake")));
+    assert!(
+        !back
+            .result
+            .commands
+            .iter()
+            .any(|c| c.contains("buildx bake"))
+    );
     assert_eq!(env.lambda(SSE).0, format!("{}@{digest}", env.repo(SSE)));
     assert_eq!(env.lambda(STATUS).0, status_uri);
     assert_eq!(env.tag(SSE, "live"), digest);
@@ -523,7 +593,9 @@ fn a_protected_environment_applies_only_after_confirmation() {
     let refused = deploy("no\n");
     assert!(!refused.ok, "{}", refused.stderr);
     assert!(
-        refused.error().contains("not confirmed: nothing was applied"),
+        refused
+            .error()
+            .contains("not confirmed: nothing was applied"),
         "{:#?}",
         refused.result
     );
@@ -556,19 +628,29 @@ fn promote_copies_the_live_digests_into_another_account_with_no_build() {
 
     // Before anything ran in the source: nothing to promote, nothing changed.
     let early = target.xtask(&["promote", "--from", from, "--to", to]);
-    assert!(!early.ok, "promote with nothing live in the source succeeded");
+    assert!(
+        !early.ok,
+        "promote with nothing live in the source succeeded"
+    );
     assert!(early.error().contains("no live image"), "{}", early.error());
 
     // The target never builds: its plan has no build, and running it refuses, naming promote.
     let refusal = format!("cargo xtask promote --from {from} --to {to}");
     let dry = target.xtask(&["deploy", "--dry-run"]);
     assert!(dry.ok, "{}", dry.stderr);
-    assert!(!dry.result.commands.iter().any(|c| c.contains("buildx")), "{:#?}", dry.result);
+    assert!(
+        !dry.result.commands.iter().any(|c| c.contains("buildx")),
+        "{:#?}",
+        dry.result
+    );
     for command in ["deploy", "image"] {
         let run = target.xtask(&[command]);
         assert!(!run.ok, "{command} in a promoted-to environment succeeded");
         assert!(run.error().contains(&refusal), "{command}: {}", run.error());
-        assert!(!run.result.commands.iter().any(|c| c.contains("buildx")), "{command}");
+        assert!(
+            !run.result.commands.iter().any(|c| c.contains("buildx")),
+            "{command}"
+        );
     }
 
     source.xtask(&["deploy"]).assert_ok("deploy (source)");
@@ -580,13 +662,25 @@ fn promote_copies_the_live_digests_into_another_account_with_no_build() {
     let promoted = target.xtask(&["promote", "--from", from, "--to", to]);
     promoted.assert_ok("promote");
     assert!(
-        !promoted.result.commands.iter().any(|c| c.contains("buildx bake") || c.contains("buildx build")),
+        !promoted
+            .result
+            .commands
+            .iter()
+            .any(|c| c.contains("buildx bake") || c.contains("buildx build")),
         "promote built: {:#?}",
         promoted.result.commands
     );
     for (f, digest) in &live {
-        assert_eq!(&promoted.digest(f), digest, "{f}: the digest the source runs");
-        assert_eq!(target.lambda(f).0, format!("{}@{digest}", target.repo(f)), "{f}");
+        assert_eq!(
+            &promoted.digest(f),
+            digest,
+            "{f}: the digest the source runs"
+        );
+        assert_eq!(
+            target.lambda(f).0,
+            format!("{}@{digest}", target.repo(f)),
+            "{f}"
+        );
         assert_eq!(&target.tag(f, "live"), digest, "{f}");
         assert_eq!(
             promoted.step(&format!("{f}: image scan gate")),
@@ -597,12 +691,16 @@ fn promote_copies_the_live_digests_into_another_account_with_no_build() {
         assert!(ran.starts_with(&format!("{from} since ")), "{f}: {ran}");
         let tags = &promoted.function(f).tags;
         assert!(
-            tags.iter().any(|t| t.starts_with(&format!("promoted-from-{from}-"))),
+            tags.iter()
+                .any(|t| t.starts_with(&format!("promoted-from-{from}-"))),
             "{f}: {tags:?}"
         );
     }
     assert!(
-        promoted.stderr.contains(&format!("{to} runs {} ({SSE}) that {from} has run since", live[0].1)),
+        promoted.stderr.contains(&format!(
+            "{to} runs {} ({SSE}) that {from} has run since",
+            live[0].1
+        )),
         "{}",
         promoted.stderr
     );
@@ -614,31 +712,68 @@ fn promote_copies_the_live_digests_into_another_account_with_no_build() {
     let dockerfile = root().join(format!("target/e2e/{from}-variant.Dockerfile"));
     std::fs::write(
         &dockerfile,
-        format!("FROM {repo}@{}\nLABEL xtask.test=never-deployed\n", live[0].1),
+        format!(
+            "FROM {repo}@{}\nLABEL xtask.test=never-deployed\n",
+            live[0].1
+        ),
     )
     .unwrap();
     let build = support::docker()
-        .args(["buildx", "build", "--provenance=false", "--push", "--tag", &variant, "--file"])
+        .args([
+            "buildx",
+            "build",
+            "--provenance=false",
+            "--push",
+            "--tag",
+            &variant,
+            "--file",
+        ])
         .arg(&dockerfile)
         .arg(root().join("target/e2e"))
         .output()
         .unwrap();
-    assert!(build.status.success(), "{}", String::from_utf8_lossy(&build.stderr));
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
     let live_tag = format!("{repo}:live");
     let retag = support::docker()
-        .args(["buildx", "imagetools", "create", "--tag", &live_tag, &variant])
+        .args([
+            "buildx",
+            "imagetools",
+            "create",
+            "--tag",
+            &live_tag,
+            &variant,
+        ])
         .output()
         .unwrap();
-    assert!(retag.status.success(), "{}", String::from_utf8_lossy(&retag.stderr));
+    assert!(
+        retag.status.success(),
+        "{}",
+        String::from_utf8_lossy(&retag.stderr)
+    );
     let refused = target.xtask(&["promote", "--from", from, "--to", to, "--function", SSE]);
     assert!(!refused.ok, "a never-deployed digest was promoted");
-    assert!(refused.error().contains("never ran in"), "{}", refused.error());
     assert!(
-        !refused.result.commands.iter().any(|c| c.contains(" apply ")),
+        refused.error().contains("never ran in"),
+        "{}",
+        refused.error()
+    );
+    assert!(
+        !refused
+            .result
+            .commands
+            .iter()
+            .any(|c| c.contains(" apply ")),
         "{:#?}",
         refused.result.commands
     );
-    assert_eq!(target.lambda(SSE).0, format!("{}@{}", target.repo(SSE), live[0].1));
+    assert_eq!(
+        target.lambda(SSE).0,
+        format!("{}@{}", target.repo(SSE), live[0].1)
+    );
     eprintln!(
         "figures: promote {:.1}s for {} functions",
         promoted.secs,

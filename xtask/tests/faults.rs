@@ -98,7 +98,10 @@ impl Env {
             );
         // One function: these tests are about one deploy's failures, and the account layer
         // they make by hand has the one execution role.
-        let (start, end) = (text.find("[functions.status]").unwrap(), text.find("\n[defaults]\n").unwrap() + 1);
+        let (start, end) = (
+            text.find("[functions.status]").unwrap(),
+            text.find("\n[defaults]\n").unwrap() + 1,
+        );
         let text = format!("{}{}", &text[..start], &text[end..]);
         let dir = root().join("target/faults");
         std::fs::create_dir_all(&dir).unwrap();
@@ -1039,7 +1042,10 @@ fn s09_image_on_a_fresh_environment_creates_the_repository() {
     env.unset("protected", "true");
     let first = env.run(&["image", "--no-smoke"]);
     first.assert_ok("image on a fresh environment");
-    assert_eq!(first.outcome("ECR repositories: terraform apply -target"), "ok");
+    assert_eq!(
+        first.outcome("ECR repositories: terraform apply -target"),
+        "ok"
+    );
     assert_eq!(first.sse("image"), "built");
     assert_eq!(env.tag("latest").as_deref(), Some(first.sse("digest")));
     env.assert_nothing_left(first.pid);
@@ -1190,15 +1196,24 @@ fn s06b_a_refused_tag_write_is_redone_by_the_next_run() {
         Some(a.as_str()),
         "live moved before previous was written"
     );
-    assert_eq!(broken.outcome("sse-streaming: mark the deployed image"), "absent");
+    assert_eq!(
+        broken.outcome("sse-streaming: mark the deployed image"),
+        "absent"
+    );
     env.assert_nothing_left(broken.pid);
 
     std::fs::remove_file(&previous).unwrap();
     let repaired = env.run(&["rollback", "--to", "other"]);
     repaired.assert_ok("rollback after the registry was repaired");
     assert_eq!(repaired.str("terraform"), "no changes");
-    assert_eq!(repaired.outcome("sse-streaming: keep the previous image"), "ok");
-    assert_eq!(repaired.outcome("sse-streaming: mark the deployed image"), "ok");
+    assert_eq!(
+        repaired.outcome("sse-streaming: keep the previous image"),
+        "ok"
+    );
+    assert_eq!(
+        repaired.outcome("sse-streaming: mark the deployed image"),
+        "ok"
+    );
     assert_eq!(env.tag("previous").as_deref(), Some(a.as_str()));
     assert_eq!(env.tag("live").as_deref(), Some(b.as_str()));
     let tags = registry_tags(&env);

@@ -686,7 +686,11 @@ fn a_stream_longer_than_the_timeout_hands_over_and_resumes_across_invocations() 
     let started = Instant::now();
     let (mut ticks, mut spans, mut last_id, mut retry) = (vec![], vec![], None::<u64>, 0);
     let last = loop {
-        assert!(spans.len() < 10, "no end after {} invocations: {ticks:?}", spans.len());
+        assert!(
+            spans.len() < 10,
+            "no end after {} invocations: {ticks:?}",
+            spans.len()
+        );
         std::thread::sleep(Duration::from_millis(retry));
         let begin = started.elapsed();
         let id = last_id.map(|i| i.to_string());
@@ -707,7 +711,7 @@ fn a_stream_longer_than_the_timeout_hands_over_and_resumes_across_invocations() 
         let events = smoke::parse_sse(&text).unwrap();
         ticks.extend(ids(&events));
         let end = events.last().unwrap_or_else(|| panic!("no event:\n{text}"));
-        last_id = events.iter().filter_map(|e| e.id).last().or(last_id);
+        last_id = events.iter().filter_map(|e| e.id).next_back().or(last_id);
         if let Some(ms) = text.lines().rev().find_map(|l| l.strip_prefix("retry: ")) {
             retry = ms.trim().parse().unwrap();
         }
@@ -727,10 +731,17 @@ fn a_stream_longer_than_the_timeout_hands_over_and_resumes_across_invocations() 
         );
     }
     assert_eq!(last, "end");
-    assert_eq!(ticks, (1..=30).collect::<Vec<u64>>(), "every tick once, in order");
+    assert_eq!(
+        ticks,
+        (1..=30).collect::<Vec<u64>>(),
+        "every tick once, in order"
+    );
     assert!(spans.len() >= 3, "{} invocations", spans.len());
     for (begin, end) in &spans {
-        assert!(*end - *begin < Duration::from_secs(10), "an invocation ran into the timeout");
+        assert!(
+            *end - *begin < Duration::from_secs(10),
+            "an invocation ran into the timeout"
+        );
     }
     let logs = function_log(&f.name);
     assert!(!logs.contains("Task timed out"), "{logs}");

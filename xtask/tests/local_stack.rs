@@ -377,3 +377,450 @@ fn head_bucket_is_signed_and_tells_missing_from_present() {
         Bucket::Missing
     );
 }
+
+/// A second Docker engine on this machine, for the `builder` setting's docker-context path:
+/// its own dockerd (own socket, data and exec roots) on the machine's containerd under its own
+/// namespaces, on a bridge of its own with NAT rules of its own (so RUN steps reach PyPI as
+/// on the main engine, whose iptables chains it never touches: `--iptables=false`), and a
+/// docker context naming it. Its pushes come from the dockerd process itself, on the host's
+/// network, so they reach the registry on 127.0.0.1. Drop stops it and removes the context,
+/// the containerd namespaces, the rules, the bridge and the directories, also on failure.
+struct SecondEngine {
+    /// The context's name, and the containerd namespace's.
+    name: String,
+    dir: PathBuf,
+    bridge: String,
+    subnet: String,
+    /// `iptables` rules added, each as (table, chain, rule).
+    rules: Vec<(&'static str, &'static str, Vec<String>)>,
+    child: Option<std::process::Child>,
+}
+
+impl SecondEngine {
+    fn new() -> SecondEngine {
+        let name = unique("bld");
+        // A short path: the engine's unix sockets live under it (108 bytes at most).
+        let dir = PathBuf::from("/tmp").join(&name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let routes = run(Command::new("ip").args(["-4", "route", "show"]));
+        let routes = String::from_utf8_lossy(&routes.stdout).into_owned();
+        let third = (200..=254)
+            .find(|n| !routes.contains(&format!("172.31.{n}.")))
+            .expect("a free 172.31.x.0/24 for the second engine's bridge");
+        let mut engine = SecondEngine {
+            bridge: format!("bldbr{}", std::process::id() % 100_000),
+            subnet: format!("172.31.{third}.0/24"),
+            name,
+            dir,
+            rules: Vec::new(),
+            child: None,
+        };
+        let bridge = engine.bridge.clone();
+        run(Command::new("ip").args(["link", "add", &bridge, "type", "bridge"]));
+        let address = format!("172.31.{third}.1/24");
+        run(Command::new("ip").args(["addr", "add", &address, "dev", &bridge]));
+        run(Command::new("ip").args(["link", "set", &bridge, "up"]));
+        let words = |s: &str| -> Vec<String> {
+            let rule = s.replace("BRIDGE", &bridge);
+            let rule = rule.replace("SUBNET", &engine.subnet.clone());
+            let mut rule: Vec<String> = rule.split_whitespace().map(String::from).collect();
+            rule.extend(["-m", "comment", "--comment"].map(String::from));
+            rule.push(engine.name.clone());
+            rule
+        };
+        let rules = [
+            (
+                "nat",
+                "POSTROUTING",
+                words("-s SUBNET ! -o BRIDGE -j MASQUERADE"),
+            ),
+            ("filter", "FORWARD", words("-i BRIDGE -j ACCEPT")),
+            (
+                "filter",
+                "FORWARD",
+                words("-o BRIDGE -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
+            ),
+        ];
+        for (table, chain, rule) in rules {
+            // Inserted first: the main engine's FORWARD policy is DROP.
+            run(Command::new("iptables")
+                .args(["-t", table, "-I", chain, "1"])
+                .args(&rule));
+            engine.rules.push((table, chain, rule));
+        }
+        engine
+    }
+
+    fn socket(&self) -> String {
+        format!("unix://{}/docker.sock", self.dir.display())
+    }
+
+    /// Starts dockerd, on the containerd image store or on the classic one, and waits until
+    /// it answers.
+    fn start(&mut self, containerd_store: bool) {
+        let config = self.dir.join("daemon.json");
+        let features =
+            serde_json::json!({"features": {"containerd-snapshotter": containerd_store}});
+        std::fs::write(&config, features.to_string()).unwrap();
+        let log = std::fs::File::create(self.dir.join("dockerd.log")).unwrap();
+        let path = |p: &str| self.dir.join(p).display().to_string();
+        let child = Command::new("dockerd")
+            .args(["--host", &self.socket(), "--data-root", &path("data")])
+            .args([
+                "--exec-root",
+                &path("exec"),
+                "--pidfile",
+                &path("docker.pid"),
+            ])
+            .args(["--config-file", &path("daemon.json")])
+            .args(["--containerd", "/run/containerd/containerd.sock"])
+            .args(["--containerd-namespace", &self.name])
+            .args([
+                "--containerd-plugins-namespace",
+                &format!("{}-plugins", self.name),
+            ])
+            .args([
+                "--bridge",
+                &self.bridge,
+                "--iptables=false",
+                "--ip-masq=false",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("dockerd on PATH");
+        self.child = Some(child);
+        let started = std::time::Instant::now();
+        loop {
+            let up = Command::new("docker")
+                .args([
+                    "--host",
+                    &self.socket(),
+                    "version",
+                    "--format",
+                    "{{.Server.Version}}",
+                ])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if up {
+                break;
+            }
+            let exited = self.child.as_mut().unwrap().try_wait().unwrap();
+            assert!(
+                exited.is_none() && started.elapsed().as_secs() < 90,
+                "the second dockerd did not come up ({exited:?}):\n{}",
+                std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        eprintln!(
+            "second engine up in {:.1}s (containerd store: {containerd_store})",
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    /// SIGTERM, then SIGKILL after 30 s.
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let started = std::time::Instant::now();
+        while child.try_wait().ok().flatten().is_none() {
+            if started.elapsed().as_secs() > 30 {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    /// `docker --context NAME ARGS`.
+    fn docker(&self, args: &[&str]) -> Output {
+        run(Command::new("docker")
+            .args(["--context", &self.name])
+            .args(args))
+    }
+
+    /// What remains of the engine in the machine's containerd, removed: the namespaces hold
+    /// its images, snapshots and leases, which its directories do not.
+    fn purge_containerd(&self) {
+        let ctr = |ns: &str, args: &[&str]| {
+            Command::new("ctr")
+                .args(["-n", ns])
+                .args(args)
+                .stderr(Stdio::null())
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        for ns in [
+            self.name.clone(),
+            format!("{}_history", self.name),
+            format!("{}-plugins", self.name),
+        ] {
+            for kind in ["leases", "containers", "images", "content"] {
+                let ids = ctr(&ns, &[kind, "ls", "-q"]);
+                let ids: Vec<&str> = ids.split_whitespace().collect();
+                if !ids.is_empty() {
+                    let rm = if kind == "images" {
+                        vec!["rm", "--sync"]
+                    } else {
+                        vec!["rm"]
+                    };
+                    ctr(&ns, &[[kind].as_slice(), &rm, &ids].concat());
+                }
+            }
+            let _ = Command::new("ctr")
+                .args(["namespaces", "rm", &ns])
+                .stderr(Stdio::null())
+                .output();
+        }
+    }
+}
+
+impl Drop for SecondEngine {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = Command::new("docker")
+            .args(["context", "rm", "--force", &self.name])
+            .output();
+        // What the CLI kept of the context: buildx's activity record and refs, and the
+        // context directories when no other context is left in them.
+        let config = std::env::var_os("DOCKER_CONFIG")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")));
+        if let Some(config) = config {
+            let _ = std::fs::remove_file(config.join("buildx/activity").join(&self.name));
+            let _ = std::fs::remove_dir_all(config.join("buildx/refs").join(&self.name));
+            let _ = std::fs::remove_dir(config.join("contexts/meta"));
+            let _ = std::fs::remove_dir(config.join("contexts"));
+        }
+        self.purge_containerd();
+        for (table, chain, rule) in &self.rules {
+            let _ = Command::new("iptables")
+                .args(["-t", table, "-D", chain])
+                .args(rule)
+                .output();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
+        let _ = Command::new("umount")
+            .args(["--recursive", "--lazy"])
+            .arg(self.dir.join("exec"))
+            .stderr(Stdio::null())
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `cargo xtask image --json` on an environment whose `builder` is the docker context of a
+/// second engine on this machine: the bake runs there (`docker --context NAME buildx bake`),
+/// both functions' images reach the registry on 127.0.0.1, and the cache-export check asks
+/// that engine, not the local one (shown with the second engine first on the classic image
+/// store, which cannot export a registry cache while the main engine can).
+#[test]
+#[ignore = "needs the local stack (cargo xtask local up)"]
+fn a_docker_context_builder_bakes_on_the_second_engine() {
+    const FUNCTIONS: [(&str, &str); 2] = [
+        ("sse-streaming", "sse-streaming-lambda"),
+        ("status", "status"),
+    ];
+    let stack = support::stack();
+    let mut engine = SecondEngine::new();
+    let context = engine.name.clone();
+    engine.start(false);
+    run(Command::new("docker").args([
+        "context",
+        "create",
+        &context,
+        "--docker",
+        &format!("host={}", engine.socket()),
+    ]));
+
+    let env = unique("bld");
+    let settings = support::settings_for(&env, &stack).replace(
+        &format!("[environments.{env}]\n"),
+        &format!("[environments.{env}]\nbuilder = \"{context}\"\n"),
+    );
+    assert!(settings.contains(&format!("builder = \"{context}\"")));
+    let dir = support::root().join("target/e2e");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join(format!("{env}.toml"));
+    std::fs::write(&config, settings).unwrap();
+    let image = |extra: &[&str]| {
+        support::Run::of(
+            support::xtask()
+                // The shared stack is running: xtask checks it, never brings it up.
+                .env("XTASK_LOCAL_STACK", "external")
+                .args(["image", "--env", &env, "--config"])
+                .arg(&config)
+                .arg("--json")
+                .args(extra),
+        )
+    };
+    let no_cache_export = "cannot export a registry cache";
+
+    // The classic image store: the second engine cannot export a registry cache, the main
+    // engine (containerd image store) can. The preflight must say so of the second.
+    let main_status =
+        run(Command::new("docker").args(["info", "--format", "{{json .DriverStatus}}"]));
+    assert!(
+        String::from_utf8_lossy(&main_status.stdout).contains("io.containerd.snapshotter"),
+        "the main engine runs the containerd image store"
+    );
+    let dry = image(&["--dry-run"]);
+    dry.assert_ok("image --dry-run on the classic second engine");
+    assert!(
+        dry.stderr.contains(&format!(
+            "the buildx builder (driver `docker`) {no_cache_export}"
+        )),
+        "the preflight did not check the second engine's image store:\n{}",
+        dry.stderr
+    );
+    let bake = format!("docker --context {context} buildx bake --file ");
+    assert!(
+        dry.result.commands.iter().any(|c| c.starts_with(&bake)),
+        "{:#?}",
+        dry.result.commands
+    );
+
+    // The containerd image store, with the offline stand-ins the build args name.
+    engine.stop();
+    engine.start(true);
+    let toml =
+        std::fs::read_to_string(support::root().join("infrastructure/environments.toml")).unwrap();
+    let args = toml
+        .split("[environments.local.build_args]")
+        .nth(1)
+        .unwrap();
+    let bases: Vec<String> = args
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty() && !l.starts_with('['))
+        .filter_map(|l| Some(l.split_once('=')?.1.trim().trim_matches('"').to_string()))
+        .collect();
+    assert_eq!(bases.len(), 2, "PYTHON_IMAGE and LWA_IMAGE: {bases:?}");
+    let mut save = Command::new("docker")
+        .arg("save")
+        .args(&bases)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let load = Command::new("docker")
+        .args(["--context", &context, "load"])
+        .stdin(save.stdout.take().unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        save.wait().unwrap().success() && load.status.success(),
+        "{load:?}"
+    );
+    let before = engine.docker(&["buildx", "du"]);
+    let before = String::from_utf8_lossy(&before.stdout).into_owned();
+
+    let built = image(&[]);
+    built.assert_ok("image on the second engine");
+    assert!(
+        !built.stderr.contains(no_cache_export),
+        "the second engine now exports a cache:\n{}",
+        built.stderr
+    );
+    assert_eq!(built.step("docker buildx bake (push)"), "ok");
+    let bakes: Vec<&String> = built
+        .result
+        .commands
+        .iter()
+        .filter(|c| c.contains("buildx bake"))
+        .collect();
+    assert!(
+        bakes.len() == 1 && bakes[0].starts_with(&bake),
+        "one bake, on the second engine: {bakes:#?}"
+    );
+
+    // The second engine did the build: its build cache, empty before, now holds it, and its
+    // image store the pushed images, by digest.
+    let after = engine.docker(&["buildx", "du"]);
+    let after = String::from_utf8_lossy(&after.stdout).into_owned();
+    assert!(
+        after.lines().count() > before.lines().count() + 2,
+        "before:\n{before}\nafter:\n{after}"
+    );
+    // The image exporter names what it pushed in the engine it ran on: the second engine has
+    // each function's tags, the main one none of them (its smoke test pulls by digest only).
+    let format = ["image", "ls", "--digests", "--format"];
+    let format = [format.as_slice(), &["{{.Repository}}:{{.Tag}} {{.Digest}}"]].concat();
+    let images = engine.docker(&format);
+    let images = String::from_utf8_lossy(&images.stdout).into_owned();
+    let main_images = run(Command::new("docker").args(&format));
+    let main_images = String::from_utf8_lossy(&main_images.stdout).into_owned();
+    for (function, repo) in FUNCTIONS {
+        let digest = built.digest(function);
+        assert_eq!(
+            built.function(function).image.as_deref(),
+            Some("built"),
+            "{function}"
+        );
+        let repo = format!("{}/{env}-{repo}", stack.registry);
+        let tags = &built.function(function).tags;
+        assert!(!tags.is_empty(), "{function}: no tags");
+        for tag in tags {
+            assert!(
+                images
+                    .lines()
+                    .any(|l| l == format!("{repo}:{tag} {digest}")),
+                "{repo}:{tag} ({digest}) is not in the second engine's image store:\n{images}"
+            );
+        }
+        let tagged_on_main = main_images
+            .lines()
+            .filter(|l| {
+                l.starts_with(&format!("{repo}:")) && !l.starts_with(&format!("{repo}:<none>"))
+            })
+            .collect::<Vec<_>>();
+        assert!(
+            tagged_on_main.is_empty(),
+            "the main engine has {tagged_on_main:?}"
+        );
+        let inspect = support::docker()
+            .args([
+                "buildx",
+                "imagetools",
+                "inspect",
+                &format!("{repo}@{digest}"),
+            ])
+            .args(["--format", "{{json .Manifest}}"])
+            .output()
+            .unwrap();
+        assert!(
+            inspect.status.success(),
+            "{repo}@{digest} is not in the registry: {inspect:?}"
+        );
+        let manifest: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+        assert_eq!(manifest["digest"], digest.as_str(), "{repo}");
+        eprintln!("{function}: {repo}@{digest}");
+    }
+    for step in &built.result.steps {
+        eprintln!("  {:>6.1}s {} {}", step.seconds, step.outcome, step.title);
+    }
+    eprintln!(
+        "dry run {:.1}s, image on the second engine {:.1}s; its build cache:\n{after}",
+        dry.secs, built.secs
+    );
+    // The smoke tests' pulls into the main engine (by digest, this run's repositories only).
+    for line in main_images
+        .lines()
+        .filter(|l| l.contains(&format!("/{env}-")))
+    {
+        if let Some((name, digest)) = line.split_once(' ') {
+            let repo = name.rsplit_once(':').map_or(name, |(r, _)| r);
+            let _ = Command::new("docker")
+                .args(["image", "rm", &format!("{repo}@{digest}")])
+                .output();
+        }
+    }
+    let _ = std::fs::remove_file(&config);
+}

@@ -859,7 +859,13 @@ fn a_region_the_chain_chose_otherwise_is_refused_before_any_aws_call() {
     world.chain_region = "us-west-2".into();
     let (result, ran) = run(&env, &plan, &mut world);
     let error = format!("{:#}", result.unwrap_err());
-    assert!(error.contains("selects region us-west-2") && error.contains("AWS_REGION=eu-west-1"), "{error}");
-    assert!(!world.log.iter().any(|e| matches!(e, Effect::Identity)), "STS was called");
+    assert!(
+        error.contains("selects region us-west-2") && error.contains("AWS_REGION=eu-west-1"),
+        "{error}"
+    );
+    assert!(
+        !world.log.iter().any(|e| matches!(e, Effect::Identity)),
+        "STS was called"
+    );
     assert!(ran.commands.is_empty(), "{:?}", ran.commands);
 }

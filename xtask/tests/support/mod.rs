@@ -227,7 +227,9 @@ impl Run {
     /// A function's digest: present, or the test fails naming the run.
     pub fn digest(&self, name: &str) -> String {
         let f = self.function(name);
-        f.digest.clone().unwrap_or_else(|| panic!("{name}: no digest in {:#?}", self.result))
+        f.digest
+            .clone()
+            .unwrap_or_else(|| panic!("{name}: no digest in {:#?}", self.result))
     }
 
     pub fn error(&self) -> &str {
@@ -235,7 +237,11 @@ impl Run {
     }
 
     pub fn assert_ok(&self, what: &str) {
-        assert!(self.ok, "{what} failed:\n{}\n{:#?}", self.stderr, self.result);
+        assert!(
+            self.ok,
+            "{what} failed:\n{}\n{:#?}",
+            self.stderr, self.result
+        );
         eprintln!("{what}: ok in {:.1}s", self.secs);
     }
 }
