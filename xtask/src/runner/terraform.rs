@@ -42,6 +42,10 @@ impl Runner<'_> {
 
     pub(super) fn terraform_plan(&mut self, cmd: &CmdLine, show: &CmdLine) -> Result<()> {
         let out = self.run(cmd, 1, Capture::Stream);
+        // A signal stopped it: say that, not that the plan failed.
+        if let (Err(_), Some(_)) = (&out, self.world.interrupted()) {
+            return out.map(drop);
+        }
         let code = match &out {
             Ok(_) => 0,
             Err(e) => e
@@ -70,6 +74,9 @@ impl Runner<'_> {
 
     pub(super) fn apply(&mut self, cmd: &CmdLine) -> Result<()> {
         if let Err(e) = self.run(cmd, 1, Capture::Stream) {
+            if self.world.interrupted().is_some() {
+                return Err(e);
+            }
             let code = e
                 .downcast_ref::<crate::retry::Failed>()
                 .map_or(1, |f| f.code);

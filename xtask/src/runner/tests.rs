@@ -40,6 +40,8 @@ struct Fake {
     host: String,
     log: Vec<Effect>,
     signal_after: Option<usize>,
+    /// A command (prefix) during which a signal arrives: it then exits 1.
+    signal_during: Option<String>,
 }
 
 impl Fake {
@@ -64,6 +66,7 @@ impl Fake {
             host: HOST.into(),
             log: vec![],
             signal_after: None,
+            signal_during: None,
         }
     }
     /// `reference` is in the registry as a single image.
@@ -123,6 +126,10 @@ impl World for Fake {
         Ok(match effect {
             Effect::Run { line, .. } => {
                 let text = line.to_string();
+                if self.signal_during.as_ref().is_some_and(|p| text.starts_with(p.as_str())) {
+                    self.signal_after = Some(0);
+                    return Ok(Reply::Output(output(1, "", "Interrupt received.")));
+                }
                 if let Some((_, answers)) = self
                     .failures
                     .iter_mut()
@@ -868,4 +875,23 @@ fn a_region_the_chain_chose_otherwise_is_refused_before_any_aws_call() {
         "STS was called"
     );
     assert!(ran.commands.is_empty(), "{:?}", ran.commands);
+}
+
+#[test]
+fn a_signal_during_plan_or_apply_is_reported_as_the_interruption() {
+    for (command, step) in [
+        ("terraform -chdir=infrastructure/terraform apply", "terraform apply (saved plan)"),
+        ("terraform -chdir=infrastructure/terraform plan", "terraform plan"),
+    ] {
+        let env = preprod();
+        let plan = deploy::plan(&env, &facts(false), &no_smoke()).unwrap();
+        let mut world = Fake::new();
+        world.signal_during = Some(command.into());
+        let (result, ran) = run(&env, &plan, &mut world);
+        let e = format!("{:#}", result.unwrap_err());
+        assert!(!e.contains("failed (exit"), "{step}: {e}");
+        let failed = ran.steps.iter().find(|s| s.outcome == "failed").unwrap();
+        assert!(failed.title.starts_with(step), "{failed:?}");
+        assert_eq!(ran.steps.last().unwrap().title, failed.title, "nothing ran after it");
+    }
 }
