@@ -1187,7 +1187,11 @@ fn s06b_a_refused_tag_write_is_redone_by_the_next_run() {
     let broken = env.run(&["rollback", "--to", "other"]);
     broken.assert_failed(
         "rollback with `previous` refused",
-        &["keep the previous image", "the registry refused", ":previous: HTTP 500"],
+        &[
+            "keep the previous image",
+            "the registry refused",
+            ":previous: HTTP 500",
+        ],
     );
     assert_eq!(broken.str("terraform"), "applied", "{}", broken.json);
     assert_eq!(env.lambda_image(), Some(format!("{}@{b}", env.repo())));

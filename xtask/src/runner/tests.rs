@@ -126,7 +126,11 @@ impl World for Fake {
         Ok(match effect {
             Effect::Run { line, .. } => {
                 let text = line.to_string();
-                if self.signal_during.as_ref().is_some_and(|p| text.starts_with(p.as_str())) {
+                if self
+                    .signal_during
+                    .as_ref()
+                    .is_some_and(|p| text.starts_with(p.as_str()))
+                {
                     self.signal_after = Some(0);
                     return Ok(Reply::Output(output(1, "", "Interrupt received.")));
                 }
@@ -880,8 +884,14 @@ fn a_region_the_chain_chose_otherwise_is_refused_before_any_aws_call() {
 #[test]
 fn a_signal_during_plan_or_apply_is_reported_as_the_interruption() {
     for (command, step) in [
-        ("terraform -chdir=infrastructure/terraform apply", "terraform apply (saved plan)"),
-        ("terraform -chdir=infrastructure/terraform plan", "terraform plan"),
+        (
+            "terraform -chdir=infrastructure/terraform apply",
+            "terraform apply (saved plan)",
+        ),
+        (
+            "terraform -chdir=infrastructure/terraform plan",
+            "terraform plan",
+        ),
     ] {
         let env = preprod();
         let plan = deploy::plan(&env, &facts(false), &no_smoke()).unwrap();
@@ -892,6 +902,10 @@ fn a_signal_during_plan_or_apply_is_reported_as_the_interruption() {
         assert!(!e.contains("failed (exit"), "{step}: {e}");
         let failed = ran.steps.iter().find(|s| s.outcome == "failed").unwrap();
         assert!(failed.title.starts_with(step), "{failed:?}");
-        assert_eq!(ran.steps.last().unwrap().title, failed.title, "nothing ran after it");
+        assert_eq!(
+            ran.steps.last().unwrap().title,
+            failed.title,
+            "nothing ran after it"
+        );
     }
 }
