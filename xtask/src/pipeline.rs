@@ -128,10 +128,11 @@ pub fn bootstrap(global: &Global, args: BootstrapArgs) -> Result<()> {
     )
 }
 
-/// Brings the local stack up for a local-stack environment. When `up` started the emulator,
-/// its state is empty: the account layer of every local-stack environment is applied to it
-/// (the same `bootstrap` plan as on AWS), so that `deploy` finds its state bucket. A running
-/// emulator is never re-bootstrapped.
+/// Brings the local stack up for a local-stack environment. When the emulator is not the
+/// instance the account layers last went into (new, recreated or restarted: its state is in
+/// memory), the account layer of every local-stack environment is applied to it (the same
+/// `bootstrap` plan as on AWS), so that `deploy` finds its state bucket. The instance they
+/// went into is never re-bootstrapped.
 pub fn local_up(sh: &Shell, env: &Environment, settings: &Settings) -> Result<local::Running> {
     let cfg = local_config(env)?;
     // Tests stand in their own registry or AWS endpoint for a local-stack environment (one
@@ -140,6 +141,7 @@ pub fn local_up(sh: &Shell, env: &Environment, settings: &Settings) -> Result<lo
         return Ok(local::Running {
             tf_cli_config: paths::local_tf_cli_config(),
             fresh_emulator: false,
+            moto: None,
         });
     }
     let running = local::up(sh, &cfg)?;
@@ -148,7 +150,7 @@ pub fn local_up(sh: &Shell, env: &Environment, settings: &Settings) -> Result<lo
         let tools = facts::preflight(sh, &[Tool::Terraform])?;
         for other in settings.environments.values().filter(|e| e.local.is_some()) {
             eprintln!(
-                "  -> the emulator started empty: applying `{}`'s account layer (bootstrap)",
+                "  -> the emulator is a new instance (its state is in memory): applying `{}`'s account layer (bootstrap)",
                 other.name
             );
             let source = other
@@ -173,6 +175,7 @@ pub fn local_up(sh: &Shell, env: &Environment, settings: &Settings) -> Result<lo
                     )
                 })?;
         }
+        local::layers_applied(&running)?;
     }
     Ok(running)
 }

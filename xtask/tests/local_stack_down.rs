@@ -1,5 +1,6 @@
 //! `cargo xtask local down` removes every container, network and volume the stack made (the
-//! compose project's, and the function containers on its network), and its ports close.
+//! compose project's, and the function containers on its network), and its ports close; and an
+//! emulator restarted behind xtask's back (its state is in memory) gets its account layers again.
 //!
 //! No test removes a stack it did not start: this one runs only when the caller says the stack
 //! is its own to remove (`XTASK_TEST_MAY_STOP_STACK=1`, which `cargo xtask ci` sets for the stack
@@ -18,7 +19,7 @@ fn port_open(hostport: &str) -> bool {
     std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
 }
 
-fn xtask(args: &[&str]) {
+fn xtask(args: &[&str]) -> String {
     let out = support::xtask()
         .args(args)
         .stdin(Stdio::null())
@@ -32,6 +33,7 @@ fn xtask(args: &[&str]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn docker(args: &[&str]) -> Vec<String> {
@@ -70,16 +72,61 @@ fn left(project: &str) -> Vec<(String, String)> {
     all
 }
 
-#[test]
-#[ignore = "needs the local stack (cargo xtask local up)"]
-fn down_removes_every_container_network_and_volume_of_the_stack() {
+fn may_stop_the_stack() {
     assert_eq!(
         std::env::var("XTASK_TEST_MAY_STOP_STACK").as_deref(),
         Ok("1"),
-        "refusing to remove a local stack this test run did not start: `cargo xtask ci` runs this \
+        "refusing to stop a local stack this test run did not start: `cargo xtask ci` runs this \
          test for the stack it brought up (or set XTASK_TEST_MAY_STOP_STACK=1 if the stack is \
-         yours to remove)"
+         yours to stop)"
     );
+}
+
+#[test]
+#[ignore = "needs the local stack (cargo xtask local up)"]
+fn an_emulator_restarted_outside_xtask_gets_its_account_layers_again() {
+    use xtask::aws::{Aws, Bucket};
+    may_stop_the_stack();
+    let stack = support::stack();
+    let aws = Aws::emulator(&stack.endpoint_url, &stack.region).unwrap();
+    let buckets = [
+        "local-sse-streaming-tfstate",
+        "local-prod-sse-streaming-tfstate",
+    ];
+    // As its restart policy or a restarted engine would: same container, empty state.
+    let moto = format!("{}-moto-1", stack.project);
+    docker(&["restart", &moto]);
+    let health = ["inspect", "--format", "{{.State.Health.Status}}", &moto];
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while docker(&health) != ["healthy"] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{moto} is not healthy"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(
+        aws.bucket(buckets[0]).unwrap(),
+        Bucket::Missing,
+        "not emptied"
+    );
+
+    let first = xtask(&["local", "up"]);
+    for env in ["local", "local-prod"] {
+        let line = format!("applying `{env}`'s account layer");
+        assert!(first.contains(&line), "no `{line}`:\n{first}");
+    }
+    for bucket in buckets {
+        assert_eq!(aws.bucket(bucket).unwrap(), Bucket::Exists, "{bucket}");
+    }
+    let again = xtask(&["local", "up"]);
+    assert!(!again.contains("account layer"), "applied twice:\n{again}");
+}
+
+#[test]
+#[ignore = "needs the local stack (cargo xtask local up)"]
+fn down_removes_every_container_network_and_volume_of_the_stack() {
+    may_stop_the_stack();
     let stack = support::stack();
     // A function container on the stack's network, as `deploy` leaves one.
     let function = format!("{}-fn-down-test", stack.project);

@@ -47,6 +47,8 @@ pub struct Running {
     /// This `up` started the AWS emulator, so its state is empty: the caller applies the
     /// account layer (`bootstrap`) to it.
     pub fresh_emulator: bool,
+    /// The running emulator instance (`moto_started`).
+    pub moto: Option<String>,
 }
 
 /// The record of a project's last successful `up`, `target/local-stack/stack.json`.
@@ -64,6 +66,11 @@ pub(crate) struct StackFile {
     pub services: Vec<String>,
     #[serde(default)]
     pub registry_account: String,
+    /// The emulator instance (container id and start time) the account layers were last
+    /// applied to. Its state is in memory: another instance (recreated, restarted by its
+    /// restart policy or the engine, or none recorded) is empty.
+    #[serde(default)]
+    pub layered_moto: Option<String>,
 }
 
 const DEFAULT_PROJECT: &str = "xtask-local";
@@ -238,7 +245,7 @@ fn moto(cfg: &Config, fresh: bool) -> Result<String> {
     let bucket = &cfg.state_bucket;
     if fresh {
         return Ok(format!(
-            "{token}, started empty: the account layer is applied next"
+            "{token}, an instance the account layers are not in yet: they are applied next"
         ));
     }
     Ok(
@@ -280,11 +287,12 @@ pub fn up(sh: &Shell, cfg: &Config) -> Result<Running> {
     let lambda_port = published(&config, "lambda", 9000)
         .context("compose service `lambda` publishes no port for 9000")?;
     let wanted = ["moto", "lambda", registry.as_str()];
-    let moto_before = moto_started(sh, &project);
     let mut args = vec!["up", "--detach", "--wait", "--wait-timeout", "180"];
     args.extend(wanted);
     run(sh, &compose(&project, &env, &args)).context("starting the local stack")?;
-    let fresh = moto_started(sh, &project) != moto_before;
+    let moto_now = moto_started(sh, &project);
+    let layered = read_stack(&project).and_then(|s| s.layered_moto);
+    let fresh = moto_now.is_none() || layered != moto_now;
     let healthy = format!("healthy: {}", wanted.join(", "));
     line(&mut t, "compose", &project, Ok(healthy));
     line(&mut t, "moto", &cfg.endpoint_url, Ok(moto(cfg, fresh)?));
@@ -301,16 +309,33 @@ pub fn up(sh: &Shell, cfg: &Config) -> Result<Running> {
         network: network(&project),
         services: wanted.iter().map(ToString::to_string).collect(),
         registry_account: account,
+        layered_moto: if fresh { None } else { moto_now.clone() },
     };
     let text = serde_json::to_string_pretty(&record)? + "\n";
     std::fs::write(stack_file(&project), text)?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!("local stack `{project}` up in {secs:.1}s");
-    let fresh_emulator = fresh;
     Ok(Running {
         tf_cli_config,
-        fresh_emulator,
+        fresh_emulator: fresh,
+        moto: moto_now,
     })
+}
+
+/// Records that the account layers are applied to the running emulator instance, so that the
+/// next `up` applies them again only to another (empty) one.
+pub fn layers_applied(running: &Running) -> Result<()> {
+    let project = project();
+    let Some(mut stack) = read_stack(&project) else {
+        bail!(
+            "{} is missing: run `cargo xtask local up`",
+            stack_file(&project).display()
+        );
+    };
+    stack.layered_moto.clone_from(&running.moto);
+    let text = serde_json::to_string_pretty(&stack)? + "\n";
+    std::fs::write(stack_file(&project), text)?;
+    Ok(())
 }
 
 /// How long the full check of a successful `up` is trusted by the commands that start with
@@ -346,12 +371,16 @@ pub fn recently_healthy(sh: &Shell, cfg: &Config, within: Duration) -> Option<(R
         let status = ps.lines().find_map(|l| l.strip_prefix(&format!("{s} ")));
         status.is_some_and(|status| status.contains("(healthy)"))
     };
-    let tf_cli_config = stack.tf_cli_config.clone();
+    // The emulator the account layers went into, not one restarted empty since.
+    let moto = moto_started(sh, &project).filter(|m| stack.layered_moto.as_ref() == Some(m));
+    let layered = moto.is_some();
     let running = Running {
-        tf_cli_config,
+        tf_cli_config: stack.tf_cli_config.clone(),
         fresh_emulator: false,
+        moto,
     };
-    (age <= within && listening && stack.services.iter().all(healthy)).then_some((running, age))
+    let fresh_enough = age <= within && listening && layered;
+    (fresh_enough && stack.services.iter().all(healthy)).then_some((running, age))
 }
 
 /// Removes every container, network and volume of the project: the function containers on

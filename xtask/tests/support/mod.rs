@@ -35,6 +35,9 @@ pub struct Stack {
     /// The compose network function containers join.
     pub network: String,
     pub services: Vec<String>,
+    /// The account whose registry `registry` is.
+    #[serde(default)]
+    pub registry_account: String,
 }
 
 /// The compose project the tests use: `XTASK_LOCAL_PROJECT`, as xtask reads it.
@@ -82,8 +85,20 @@ pub fn stack() -> Stack {
             file.display()
         )
     });
-    let stack: Stack = serde_json::from_str(&text)
+    let mut stack: Stack = serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("{} is not a stack record: {e}", file.display()));
+    // The record is of the last `up`, which may have been for another account's environment
+    // (its own registry): the tests start from the `local` environment's view.
+    if stack.registry_account != xtask::settings::EMULATOR_ACCOUNT {
+        let up = xtask().args(["local", "up"]).output().unwrap();
+        assert!(
+            up.status.success(),
+            "`cargo xtask local up`: {}",
+            String::from_utf8_lossy(&up.stderr)
+        );
+        let text = std::fs::read_to_string(&file).unwrap();
+        stack = serde_json::from_str(&text).unwrap();
+    }
     let healthy = xtask::http::request(
         "GET",
         &format!("{}/moto-api/", stack.endpoint_url),
@@ -138,15 +153,18 @@ pub fn xtask() -> Command {
 /// this test process: xtask keeps its own login in a per-run config that it removes at exit,
 /// so a test that reads the registry logs in for itself (password on stdin, as xtask does).
 pub fn docker() -> Command {
-    static CONFIG: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    let config = CONFIG.get_or_init(|| {
-        let stack = stack();
-        let dir = root().join(format!("target/e2e/docker-config-{}", std::process::id()));
+    docker_in(&stack())
+}
+
+/// `docker()` logged in to `stack`'s registry as its account (once per registry).
+pub fn docker_in(stack: &Stack) -> Command {
+    use std::sync::Mutex;
+    static LOGGED_IN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let dir = root().join(format!("target/e2e/docker-config-{}", std::process::id()));
+    let mut logged_in = LOGGED_IN.lock().unwrap_or_else(|e| e.into_inner());
+    if !logged_in.contains(&stack.registry) {
         std::fs::create_dir_all(&dir).unwrap();
-        let token = xtask::aws::Aws::emulator(&stack.endpoint_url, &stack.region)
-            .unwrap()
-            .login_token()
-            .unwrap();
+        let token = emulator_in(stack).login_token().unwrap();
         let mut login = Command::new("docker")
             .env("DOCKER_CONFIG", &dir)
             .args(["login", "--username", &token.username, "--password-stdin"])
@@ -168,10 +186,10 @@ pub fn docker() -> Command {
             stack.registry,
             String::from_utf8_lossy(&out.stderr)
         );
-        dir
-    });
+        logged_in.push(stack.registry.clone());
+    }
     let mut cmd = Command::new("docker");
-    cmd.env("DOCKER_CONFIG", config);
+    cmd.env("DOCKER_CONFIG", dir);
     cmd
 }
 
@@ -246,9 +264,20 @@ impl Run {
     }
 }
 
-/// A signed GET of the emulator's Lambda API (`/2015-03-31/functions/...`), as JSON.
+/// The emulator as the stack's account.
+pub fn emulator_in(stack: &Stack) -> xtask::aws::Aws {
+    let (url, region) = (&stack.endpoint_url, &stack.region);
+    match stack.account_id.as_str() {
+        xtask::settings::EMULATOR_ACCOUNT => xtask::aws::Aws::emulator(url, region),
+        other => xtask::aws::Aws::emulator_account(url, region, other),
+    }
+    .unwrap()
+}
+
+/// A signed GET of the emulator's Lambda API (`/2015-03-31/functions/...`), as JSON, in the
+/// stack's account.
 pub fn lambda_api(stack: &Stack, path: &str) -> serde_json::Value {
-    let aws = xtask::aws::Aws::emulator(&stack.endpoint_url, &stack.region).unwrap();
+    let aws = emulator_in(stack);
     let url = format!("{}{path}", stack.endpoint_url);
     let r = aws.signed("lambda", "GET", &url, b"").unwrap();
     assert!(
