@@ -130,7 +130,7 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// The variables through which a process reports to a GitHub Actions job.
-const GITHUB_FILES: [&str; 5] = [
+pub const GITHUB_FILES: [&str; 5] = [
     "GITHUB_ACTIONS",
     "GITHUB_OUTPUT",
     "GITHUB_STEP_SUMMARY",
