@@ -104,9 +104,23 @@ pub fn stack_dir() -> PathBuf {
 
 /// Sessions in the emulator's other accounts, one profile `xtask-<account>` each, for
 /// Terraform (whose provider sends a profile's AssumeRole to the real STS): emulator keys,
-/// written by `local up`, meaningless anywhere else.
+/// written by `local up`, meaningless anywhere else. One file per compose project (each has
+/// its own emulator), as its stack record is.
 pub fn emulator_credentials() -> PathBuf {
-    stack_dir().join("emulator-credentials")
+    match local_project().as_str() {
+        DEFAULT_PROJECT => stack_dir().join("emulator-credentials"),
+        other => stack_dir().join(format!("emulator-credentials-{other}")),
+    }
+}
+
+pub const DEFAULT_PROJECT: &str = "xtask-local";
+
+/// The local stack's compose project: `XTASK_LOCAL_PROJECT`, or `xtask-local`.
+pub fn local_project() -> String {
+    let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+    let project = std::env::var("XTASK_LOCAL_PROJECT").ok();
+    let project = project.filter(|p| !p.is_empty() && p.chars().all(valid));
+    project.unwrap_or_else(|| DEFAULT_PROJECT.to_string())
 }
 
 /// The Terraform CLI config the local stack writes (offline provider mirror).

@@ -12,6 +12,8 @@
 
 mod support;
 
+const SSE: &str = "sse-streaming";
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -339,7 +341,10 @@ fn deploy_serves_a_streaming_function_url_and_rollback_switches_it() {
         &format!("FROM {}\nLABEL xtask.test=variant\n", d.image),
         &["--push", "--tag", &variant],
     );
-    let (ok, json, stderr) = xtask(d, &["rollback", "--to", "lambda-test-variant"]);
+    let (ok, json, stderr) = xtask(
+        d,
+        &["rollback", "--function", SSE, "--to", "lambda-test-variant"],
+    );
     assert!(ok, "rollback --to the variant failed:\n{stderr}\n{json}");
     let now = lambda::deployed(&emulator_aws(), &stack.region, &d.function).unwrap();
     assert_ne!(now.image, d.image, "the rollback did not move the function");
@@ -373,7 +378,7 @@ fn deploy_serves_a_streaming_function_url_and_rollback_switches_it() {
     );
 
     // And back: `rollback` to `previous`, the first image.
-    let (ok, json, stderr) = xtask(d, &["rollback"]);
+    let (ok, json, stderr) = xtask(d, &["rollback", "--function", SSE]);
     assert!(ok, "rollback failed:\n{stderr}\n{json}");
     let served = lambda::served(&shell(), &d.function).unwrap();
     assert_eq!(served.image, d.image, "{stderr}");

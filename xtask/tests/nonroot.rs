@@ -232,6 +232,7 @@ fn a_docker_group_member_runs_the_stack_and_deploys_writing_nothing_outside_the_
         created: vec![
             support::root().join(format!("target/xtask/{env_name}")),
             support::root().join(format!("target/local-stack/stack-{project}.json")),
+            support::root().join(format!("target/local-stack/emulator-credentials-{project}")),
         ],
     };
     for dir in ["target", "target/local-stack", "target/xtask"] {

@@ -80,7 +80,7 @@ impl Build {
         target.tags.clear();
         let options: Vec<String> = target.output[0]
             .split(',')
-            .filter(|o| !o.starts_with("type=") && !o.starts_with("push="))
+            .filter(|o| !["type=", "push=", "dest="].iter().any(|k| o.starts_with(k)))
             .map(String::from)
             .collect();
         let dest_text = dest.display();

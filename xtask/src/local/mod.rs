@@ -73,17 +73,11 @@ pub(crate) struct StackFile {
     pub layered_moto: Option<String>,
 }
 
-const DEFAULT_PROJECT: &str = "xtask-local";
+use crate::paths::DEFAULT_PROJECT;
 /// Where `up` writes the Terraform CLI config, for the report lines.
 const TF_RC: &str = "target/local-stack/terraform.rc";
 
-/// The compose project: `XTASK_LOCAL_PROJECT`, or `xtask-local`.
-pub(crate) fn project() -> String {
-    let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
-    let project = std::env::var("XTASK_LOCAL_PROJECT").ok();
-    let project = project.filter(|p| !p.is_empty() && p.chars().all(valid));
-    project.unwrap_or_else(|| DEFAULT_PROJECT.to_string())
-}
+pub(crate) use crate::paths::local_project as project;
 
 /// The network of a compose project (compose's default network).
 pub(crate) fn network(project: &str) -> String {
