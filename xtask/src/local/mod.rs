@@ -250,13 +250,14 @@ fn moto(cfg: &Config, fresh: bool) -> Result<String> {
     )
 }
 
-/// The moto container's id and start time: a change across `compose up` means it started
-/// empty (its state is in memory).
+/// The running moto container's id and start time: its instance. Another instance than the
+/// one the account layers went into is empty (its state is in memory).
 fn moto_started(sh: &Shell, project: &str) -> Option<String> {
     let format = "{{.Id}} {{.State.StartedAt}} {{.State.Running}}";
     let inspect = CmdLine::new("docker").args(["container", "inspect", "--format", format]);
-    let found = run(sh, &inspect.arg(format!("{project}-moto-1"))).ok();
-    found.filter(|s| s.trim_end().ends_with("true"))
+    let found = run(sh, &inspect.arg(format!("{project}-moto-1"))).ok()?;
+    let instance = found.trim_end().strip_suffix(" true")?;
+    Some(instance.to_string())
 }
 
 /// Brings every service up (building stand-ins where nothing can be pulled) and prints one
@@ -284,9 +285,10 @@ pub fn up(sh: &Shell, cfg: &Config) -> Result<Running> {
     let mut args = vec!["up", "--detach", "--wait", "--wait-timeout", "180"];
     args.extend(wanted);
     run(sh, &compose(&project, &env, &args)).context("starting the local stack")?;
-    let moto_now = moto_started(sh, &project);
+    let moto_now = moto_started(sh, &project)
+        .with_context(|| format!("{project}-moto-1 does not run after `compose up`"))?;
     let layered = read_stack(&project).and_then(|s| s.layered_moto);
-    let fresh = moto_now.is_none() || layered != moto_now;
+    let fresh = layered.as_ref() != Some(&moto_now);
     let healthy = format!("healthy: {}", wanted.join(", "));
     line(&mut t, "compose", &project, Ok(healthy));
     line(&mut t, "moto", &cfg.endpoint_url, Ok(moto(cfg, fresh)?));
@@ -303,7 +305,8 @@ pub fn up(sh: &Shell, cfg: &Config) -> Result<Running> {
         network: network(&project),
         services: wanted.iter().map(ToString::to_string).collect(),
         registry_account: account,
-        layered_moto: if fresh { None } else { moto_now.clone() },
+        // Only `layers_applied` records a new instance, once its layers are in.
+        layered_moto: layered,
     };
     let text = serde_json::to_string_pretty(&record)? + "\n";
     std::fs::write(stack_file(&project), text)?;
@@ -312,7 +315,7 @@ pub fn up(sh: &Shell, cfg: &Config) -> Result<Running> {
     Ok(Running {
         tf_cli_config,
         fresh_emulator: fresh,
-        moto: moto_now,
+        moto: Some(moto_now),
     })
 }
 
