@@ -164,6 +164,10 @@ fn a_docker_group_member_runs_the_stack_and_deploys_writing_nothing_outside_the_
 
     // Its own ports, in a copy of the settings the user can read.
     let (registry, moto, lambda) = (free_port(), free_port(), free_port());
+    let registry_2 = free_port();
+    // `local-prod` too, which a fresh emulator's account layers include: its own name (whose
+    // directory under target/xtask is the user's) and bucket.
+    let prod_name = format!("{env_name}-p");
     let real =
         std::fs::read_to_string(support::root().join("infrastructure/environments.toml")).unwrap();
     let settings = real
@@ -179,6 +183,19 @@ fn a_docker_group_member_runs_the_stack_and_deploys_writing_nothing_outside_the_
             "promote_from = \"local\"",
             &format!("promote_from = \"{env_name}\""),
         )
+        .replace(
+            "[environments.local-prod]",
+            &format!("[environments.{prod_name}]"),
+        )
+        .replace(
+            "[environments.local-prod.",
+            &format!("[environments.{prod_name}."),
+        )
+        .replace(
+            "bucket = \"local-prod-sse-streaming-tfstate\"",
+            &format!("bucket = \"{prod_name}-sse-streaming-tfstate\""),
+        )
+        .replace("127.0.0.1:5051", &format!("127.0.0.1:{registry_2}"))
         .replace("127.0.0.1:5050", &format!("127.0.0.1:{registry}"))
         .replace("127.0.0.1:4566", &format!("127.0.0.1:{moto}"));
     let config = scratch.join("environments.toml");
@@ -202,7 +219,7 @@ fn a_docker_group_member_runs_the_stack_and_deploys_writing_nothing_outside_the_
         ("XTASK_LOCAL_PROJECT", project.as_str()),
         ("XTASK_CONFIG", config.to_str().unwrap()),
         ("REGISTRY_PORT", &registry.to_string()),
-        ("REGISTRY_2_PORT", &free_port().to_string()),
+        ("REGISTRY_2_PORT", &registry_2.to_string()),
         ("MOTO_PORT", &moto.to_string()),
         ("LAMBDA_PORT", &lambda.to_string()),
         ("GIT_OBJECT_DIRECTORY", objects.to_str().unwrap()),
@@ -231,6 +248,7 @@ fn a_docker_group_member_runs_the_stack_and_deploys_writing_nothing_outside_the_
         opened: vec![],
         created: vec![
             support::root().join(format!("target/xtask/{env_name}")),
+            support::root().join(format!("target/xtask/{prod_name}")),
             support::root().join(format!("target/local-stack/stack-{project}.json")),
             support::root().join(format!("target/local-stack/emulator-credentials-{project}")),
         ],
