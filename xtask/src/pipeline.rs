@@ -149,31 +149,22 @@ pub fn local_up(sh: &Shell, env: &Environment, settings: &Settings) -> Result<lo
     if running.fresh_emulator {
         let tools = facts::preflight(sh, &[Tool::Terraform])?;
         for other in settings.environments.values().filter(|e| e.local.is_some()) {
-            eprintln!(
-                "  -> the emulator is a new instance (its state is in memory): applying `{}`'s account layer (bootstrap)",
-                other.name
-            );
-            let source = other
-                .promote_from
-                .as_deref()
-                .and_then(|s| settings.environments.get(s));
+            let name = &other.name;
+            eprintln!("  -> the emulator is a new instance: applying `{name}`'s account layer");
+            let source = other.promote_from.as_ref();
+            let source = source.and_then(|s| settings.environments.get(s));
             let opts = plan::bootstrap::Options {
                 yes: true,
                 ci: true,
             };
-            let plan =
-                plan::bootstrap::plan(other, source, &tools, opts, Some(&running.tf_cli_config));
+            let rc = Some(running.tf_cli_config.as_path());
+            let plan = plan::bootstrap::plan(other, source, &tools, opts, rc);
             // Progress only: the caller's own result is what goes to stdout.
             let mut report = Report::new(true, false);
             let mut world = Real::new(sh, other, true);
-            Runner::new(&mut world, other, &mut report)
-                .execute(&plan)
-                .with_context(|| {
-                    format!(
-                        "applying `{}`'s account layer to the fresh emulator",
-                        other.name
-                    )
-                })?;
+            let mut runner = Runner::new(&mut world, other, &mut report);
+            let applying = || format!("applying `{name}`'s account layer to the new emulator");
+            runner.execute(&plan).with_context(applying)?;
         }
         local::layers_applied(&running)?;
     }
@@ -191,14 +182,9 @@ fn emulator_sessions(settings: &Settings, fresh: bool) -> Result<()> {
     let mut text = String::from(
         "# Written by `cargo xtask local up`: emulator sessions, not AWS credentials.\n",
     );
-    for env in settings.environments.values() {
-        let Some(local) = env
-            .local
-            .as_ref()
-            .filter(|_| env.account_id != crate::settings::EMULATOR_ACCOUNT)
-        else {
-            continue;
-        };
+    let others = settings.environments.values();
+    let others = others.filter(|e| e.account_id != crate::settings::EMULATOR_ACCOUNT);
+    for (env, local) in others.filter_map(|e| Some((e, e.local.as_ref()?))) {
         let c = crate::aws::Aws::emulator(&local.endpoint_url, &env.region)?
             .assume_account(&env.account_id)?;
         text.push_str(&format!(

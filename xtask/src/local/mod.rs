@@ -308,8 +308,7 @@ pub fn up(sh: &Shell, cfg: &Config) -> Result<Running> {
         // Only `layers_applied` records a new instance, once its layers are in.
         layered_moto: layered,
     };
-    let text = serde_json::to_string_pretty(&record)? + "\n";
-    std::fs::write(stack_file(&project), text)?;
+    write_stack(&project, &record)?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!("local stack `{project}` up in {secs:.1}s");
     Ok(Running {
@@ -323,16 +322,14 @@ pub fn up(sh: &Shell, cfg: &Config) -> Result<Running> {
 /// next `up` applies them again only to another (empty) one.
 pub fn layers_applied(running: &Running) -> Result<()> {
     let project = project();
-    let Some(mut stack) = read_stack(&project) else {
-        bail!(
-            "{} is missing: run `cargo xtask local up`",
-            stack_file(&project).display()
-        );
-    };
+    let mut stack = read_stack(&project).context("no stack record: run `cargo xtask local up`")?;
     stack.layered_moto.clone_from(&running.moto);
-    let text = serde_json::to_string_pretty(&stack)? + "\n";
-    std::fs::write(stack_file(&project), text)?;
-    Ok(())
+    write_stack(&project, &stack)
+}
+
+fn write_stack(project: &str, stack: &StackFile) -> Result<()> {
+    let text = serde_json::to_string_pretty(stack)? + "\n";
+    std::fs::write(stack_file(project), text).context("writing the stack record")
 }
 
 /// How long the full check of a successful `up` is trusted by the commands that start with
