@@ -134,7 +134,25 @@ def framing(fields):
 
 def copy_body(rfile, sock, kind):
     """Copies one body from `rfile` to `sock`, keeping its framing and forwarding each chunk
-    as it arrives. Only whole chunks are forwarded. False if the source ended early."""
+    as it arrives. Only whole chunks are forwarded. False if the source ended early. A client
+    that left is an OSError at the end, after the source is read to its end: as on Lambda, the
+    invocation still completes (left unread, it would hold its container until the timeout)."""
+    gone = []
+
+    def send(data):
+        if not gone:
+            try:
+                sock.sendall(data)
+            except OSError as e:
+                gone.append(e)
+
+    done = copy_framed(rfile, send, kind)
+    if gone:
+        raise gone[0]
+    return done
+
+
+def copy_framed(rfile, send, kind):
     if kind == "chunked":
         while True:
             size_line = rfile.readline(65536)
@@ -144,19 +162,19 @@ def copy_body(rfile, sock, kind):
             if size == 0:
                 while rfile.readline(65536) not in (b"\r\n", b"\n", b""):
                     pass  # trailers: the emulator reads none
-                sock.sendall(b"0\r\n\r\n")
+                send(b"0\r\n\r\n")
                 return True
             data = rfile.read(size)
             rfile.readline(65536)
             if len(data) < size:
                 return False
-            sock.sendall(b"%x\r\n%s\r\n" % (size, data))
+            send(b"%x\r\n%s\r\n" % (size, data))
     left = kind
     while left is None or left > 0:
         data = rfile.read1(65536 if left is None else min(left, 65536))
         if not data:
             return left is None
-        sock.sendall(data)
+        send(data)
         if left is not None:
             left -= len(data)
     return True
