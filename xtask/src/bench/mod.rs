@@ -193,19 +193,21 @@ fn rounds(bench: &Bench, tree: &Path, runs: u32) -> Result<Samples> {
     let prune = || prune.run();
     let (mut samples, mut digests) = (vec![vec![]; SCENARIOS.len()], vec![]);
     for round in 1..=runs {
-        // Two sets of fresh repositories: the bake's, and the one-by-one builds'.
-        let config = |set: &str| -> Result<PathBuf> {
+        // Two fresh environments (repositories, state and data directory of their own): the
+        // bake's, and the one-by-one builds'. A rename of the repositories alone would make
+        // Terraform replace the environment's live ones.
+        let config = |set: &str| -> Result<(PathBuf, String)> {
             let path = tree.join(format!("target/bench-{set}-{round}.toml"));
-            let prefix = format!("b{}-{set}{round}", bench.stamp);
-            let text = with_repositories(&bench.settings.path, &env.name, &functions, &prefix)?;
+            let name = format!("b{}-{set}{round}", bench.stamp);
+            let text = renamed(&bench.settings.path, &env.name, &name)?;
             std::fs::create_dir_all(path.parent().expect("a file in target/"))?;
             std::fs::write(&path, text)?;
-            Ok(path)
+            Ok((path, name))
         };
         let (baked, single) = (config("a")?, config("b")?);
-        let image = |config: &Path, extra: &[&str]| {
+        let image = |(config, name): &(PathBuf, String), extra: &[&str]| {
             let args = [&["image", "--no-smoke"], extra].concat();
-            xtask(tree, config, &env.name, &args)
+            xtask(tree, config, name, &args)
         };
         prune()?;
         let (t, bake) = image(&baked, &["--force"])?;
@@ -235,21 +237,23 @@ fn rounds(bench: &Bench, tree: &Path, runs: u32) -> Result<Samples> {
     Ok((samples, digests))
 }
 
-/// The settings with every function of `env` pushed to repositories of its own (`prefix-NAME`).
-fn with_repositories(path: &Path, env: &str, functions: &[String], prefix: &str) -> Result<String> {
-    let mut text = std::fs::read_to_string(path)?;
-    for name in functions {
-        let table = format!("[environments.{env}.function.{name}]");
-        let line = format!("repository = \"{prefix}-{name}\"");
-        text = match text.find(&table) {
-            Some(at) => {
-                let (head, tail) = text.split_at(at + table.len());
-                format!("{head}\n{line}{tail}")
-            }
-            None => format!("{text}\n{table}\n{line}\n"),
-        };
-    }
-    Ok(text)
+/// The settings with `env` renamed `name` (its repositories, state key and data directory
+/// follow its name).
+fn renamed(path: &Path, env: &str, name: &str) -> Result<String> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text
+        .replace(
+            &format!("[environments.{env}]"),
+            &format!("[environments.{name}]"),
+        )
+        .replace(
+            &format!("[environments.{env}."),
+            &format!("[environments.{name}."),
+        )
+        .replace(
+            &format!("promote_from = \"{env}\""),
+            &format!("promote_from = \"{name}\""),
+        ))
 }
 
 #[cfg(test)]
@@ -263,22 +267,23 @@ mod tests {
     }
 
     #[test]
-    fn bench_settings_change_only_the_repositories() {
+    fn bench_settings_rename_only_the_environment() {
         let path = paths::root().join(paths::SETTINGS);
-        let names = ["sse-streaming".to_string(), "status".to_string()];
-        let text = with_repositories(&path, "local", &names, "bx").unwrap();
+        let text = renamed(&path, "local", "bx-a1").unwrap();
         let derived = Settings::parse(&path, &text).unwrap();
         let original = Settings::load(&path).unwrap();
+        assert!(derived.environment("local").is_err());
         let (got, want) = (
-            derived.environment("local").unwrap(),
+            derived.environment("bx-a1").unwrap(),
             original.environment("local").unwrap(),
         );
         for (g, w) in got.functions.iter().zip(&want.functions) {
-            assert_eq!(g.repository, format!("bx-{}", w.name));
-            let mut g = g.clone();
-            g.repository = w.repository.clone();
-            assert_eq!(&g, w);
+            assert_eq!(g.repository, w.repository.replacen("local", "bx-a1", 1));
         }
+        assert_eq!(
+            got.terraform.backend.get("key").unwrap(),
+            "bx-a1/sse-streaming.tfstate"
+        );
         assert_eq!(
             derived.environment("prod").unwrap(),
             original.environment("prod").unwrap()
