@@ -193,9 +193,7 @@ fn rounds(bench: &Bench, tree: &Path, runs: u32) -> Result<Samples> {
     let prune = || prune.run();
     let (mut samples, mut digests) = (vec![vec![]; SCENARIOS.len()], vec![]);
     for round in 1..=runs {
-        // Two fresh environments (repositories, state and data directory of their own): the
-        // bake's, and the one-by-one builds'. A rename of the repositories alone would make
-        // Terraform replace the environment's live ones.
+        // Two fresh environments (own repositories and state): the bake's, the one-by-one's.
         let config = |set: &str| -> Result<(PathBuf, String)> {
             let path = tree.join(format!("target/bench-{set}-{round}.toml"));
             let name = format!("b{}-{set}{round}", bench.stamp);
@@ -240,20 +238,15 @@ fn rounds(bench: &Bench, tree: &Path, runs: u32) -> Result<Samples> {
 /// The settings with `env` renamed `name` (its repositories, state key and data directory
 /// follow its name).
 fn renamed(path: &Path, env: &str, name: &str) -> Result<String> {
-    let text = std::fs::read_to_string(path)?;
-    Ok(text
-        .replace(
-            &format!("[environments.{env}]"),
-            &format!("[environments.{name}]"),
-        )
-        .replace(
-            &format!("[environments.{env}."),
-            &format!("[environments.{name}."),
-        )
-        .replace(
-            &format!("promote_from = \"{env}\""),
-            &format!("promote_from = \"{name}\""),
-        ))
+    let mut text = std::fs::read_to_string(path)?;
+    for (old, new) in [
+        ("[environments.", "]"),
+        ("[environments.", "."),
+        ("promote_from = \"", "\""),
+    ] {
+        text = text.replace(&format!("{old}{env}{new}"), &format!("{old}{name}{new}"));
+    }
+    Ok(text)
 }
 
 #[cfg(test)]

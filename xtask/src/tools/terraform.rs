@@ -27,8 +27,7 @@ pub fn terraform_env(env: &Environment, tf_cli_config: Option<&Path>) -> Vec<(St
     vars.extend(config);
     if let Some(local) = &env.local {
         vars.push(("AWS_ENDPOINT_URL", local.endpoint_url.clone()));
-        // moto's IAM is not thread-safe (getmoto/moto#5643): two CreateRole calls at once
-        // can answer EntityAlreadyExists for a role neither made. Its applies run one at a time.
+        // moto's IAM is not thread-safe (getmoto/moto#5643): one change at a time.
         vars.push(("TF_CLI_ARGS_apply", "-parallelism=1".into()));
         if env.account_id == EMULATOR_ACCOUNT {
             vars.push(("AWS_ACCESS_KEY_ID", EMULATOR_KEYS.0.into()));
