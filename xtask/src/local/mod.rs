@@ -23,6 +23,7 @@ use xshell::Shell;
 use crate::aws::{Aws, Bucket};
 use crate::cmdline::{CmdLine, Resolved, Slot};
 use crate::http;
+use crate::paths::DEFAULT_PROJECT;
 use crate::paths::{self, stack_dir};
 
 /// Settings for a local-stack environment, built by the caller from `infrastructure/environments.toml`.
@@ -73,7 +74,6 @@ pub(crate) struct StackFile {
     pub layered_moto: Option<String>,
 }
 
-use crate::paths::DEFAULT_PROJECT;
 /// Where `up` writes the Terraform CLI config, for the report lines.
 const TF_RC: &str = "target/local-stack/terraform.rc";
 
